@@ -1,0 +1,30 @@
+"""lightly-temperature: temperature and hardness of contrastive losses, as a Lightly plugin.
+
+Wang & Liu, "Understanding the Behaviour of Contrastive Loss", CVPR 2021.
+"""
+
+from lightly_temperature import functional
+from lightly_temperature.functional import contrastive_loss, relative_penalties, simple_loss
+from lightly_temperature.losses import (
+    PAPER_ALPHA,
+    HardContrastiveLoss,
+    HardSimpleLoss,
+    PairwiseLoss,
+    SimilarityBatch,
+    SimpleLoss,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PAPER_ALPHA",
+    "HardContrastiveLoss",
+    "HardSimpleLoss",
+    "PairwiseLoss",
+    "SimilarityBatch",
+    "SimpleLoss",
+    "contrastive_loss",
+    "functional",
+    "relative_penalties",
+    "simple_loss",
+]

@@ -1,0 +1,80 @@
+"""Argument checks shared by the losses: every error names the argument and its value."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Union
+
+from torch import Tensor
+
+HardNegatives = Optional[Union[int, float]]
+
+
+def check_temperature(temperature: float, name: str = "temperature") -> float:
+    """Returns ``temperature`` if it is a finite number > 0, else raises ``ValueError``."""
+    if isinstance(temperature, Tensor):
+        if temperature.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(temperature.shape)}")
+        # A tensor temperature (e.g. learnable) is not read back to the host here: that would
+        # synchronise the device on every step.
+        return temperature  # type: ignore[return-value]
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise ValueError(f"{name} must be a float > 0, got {temperature!r}")
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"{name} must be a finite float > 0, got {temperature!r}")
+    return float(temperature)
+
+
+def check_hard_negatives(hard_negatives: HardNegatives) -> HardNegatives:
+    """Checks ``hard_negatives``: ``None``, an int K >= 1 or a float fraction in (0, 1]."""
+    if hard_negatives is None:
+        return None
+    if isinstance(hard_negatives, bool):
+        raise ValueError(f"hard_negatives must be None, an int >= 1 or a float in (0, 1], got {hard_negatives!r}")
+    if isinstance(hard_negatives, int):
+        if hard_negatives < 1:
+            raise ValueError(f"hard_negatives must be an int >= 1 (K), got {hard_negatives!r}")
+        return hard_negatives
+    if isinstance(hard_negatives, float):
+        if not math.isfinite(hard_negatives) or not 0.0 < hard_negatives <= 1.0:
+            raise ValueError(
+                f"hard_negatives as a float is a fraction alpha in (0, 1], got {hard_negatives!r}"
+            )
+        return hard_negatives
+    raise ValueError(
+        f"hard_negatives must be None, an int >= 1 or a float in (0, 1], got {hard_negatives!r}"
+    )
+
+
+def resolve_hard_negatives(hard_negatives: HardNegatives, num_negatives: int) -> int:
+    """Number K of negatives kept in the denominator, given ``num_negatives`` available.
+
+    An int is clamped to the negatives available (a small last batch is not an error), a float
+    alpha keeps ``round(alpha * num_negatives)`` (at least one), ``None`` keeps all of them.
+    """
+    if num_negatives < 1:
+        raise ValueError(f"num_negatives must be >= 1, got {num_negatives!r}")
+    if hard_negatives is None:
+        return num_negatives
+    if isinstance(hard_negatives, float):
+        return min(num_negatives, max(1, int(round(hard_negatives * num_negatives))))
+    return min(num_negatives, int(hard_negatives))
+
+
+def check_embeddings(out0: Tensor, out1: Tensor) -> None:
+    """``out0`` and ``out1`` must be 2-D tensors of the same shape."""
+    if not isinstance(out0, Tensor) or not isinstance(out1, Tensor):
+        raise ValueError(
+            f"out0 and out1 must be tensors, got {type(out0).__name__} and {type(out1).__name__}"
+        )
+    if out0.dim() != 2:
+        raise ValueError(f"out0 must be 2-D (batch_size, dim), got shape {tuple(out0.shape)}")
+    if out1.dim() != 2:
+        raise ValueError(f"out1 must be 2-D (batch_size, dim), got shape {tuple(out1.shape)}")
+    if out0.shape != out1.shape:
+        raise ValueError(
+            f"out0 and out1 must have the same shape, got out0 {tuple(out0.shape)} "
+            f"and out1 {tuple(out1.shape)}"
+        )
+    if out0.shape[0] < 1:
+        raise ValueError(f"out0 must hold at least one sample, got shape {tuple(out0.shape)}")

@@ -1,0 +1,204 @@
+"""Functional core of the loss family, working directly on similarity values.
+
+Every loss of the package reduces to a per-anchor function of the positive similarity
+``s_ii`` and the negative similarities ``s_ik`` (Wang & Liu, CVPR 2021, section 3). The
+classes in :mod:`lightly_temperature.losses` compute those similarities from embeddings in
+Lightly's SimCLR and MoCo layouts and call these functions; analyses and tests can call them
+with similarity values directly.
+
+Negatives may contain ``-inf`` for entries that are not negatives of the anchor (the anchor
+itself, its positive): they get zero weight and zero gradient. ``num_negatives`` then says how
+many real negatives each row holds, so that K and lambda are resolved against it.
+
+Example:
+    >>> import torch
+    >>> from lightly_temperature.functional import contrastive_loss
+    >>> pos, neg = torch.tensor([0.5]), torch.tensor([[0.25, -0.45, -0.1]])
+    >>> round(contrastive_loss(pos, neg, temperature=1.0).item(), 4)
+    0.9986
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+from lightly_temperature._validation import (
+    HardNegatives,
+    check_hard_negatives,
+    check_temperature,
+    resolve_hard_negatives,
+)
+
+Temperature = Union[float, Tensor]
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _check_shapes(positive: Tensor, negatives: Tensor) -> None:
+    if positive.dim() != 1:
+        raise ValueError(f"positive must be 1-D (anchors,), got shape {tuple(positive.shape)}")
+    if negatives.dim() != 2 or negatives.shape[0] != positive.shape[0]:
+        raise ValueError(
+            f"negatives must be 2-D (anchors, negatives) with {positive.shape[0]} rows, "
+            f"got shape {tuple(negatives.shape)}"
+        )
+
+
+def top_k_negatives(negatives: Tensor, k: int, num_negatives: Optional[int] = None) -> Tensor:
+    """The ``k`` largest negatives of each row (clamped to the negatives available), sorted."""
+    available = negatives.shape[1] if num_negatives is None else num_negatives
+    k = resolve_hard_negatives(int(k), available)
+    if k == negatives.shape[1]:
+        return negatives
+    # topk's backward scatters into the selected entries only: every negative outside the
+    # top-K gets an exact zero gradient, as in the paper's hard loss.
+    return negatives.topk(k, dim=1, sorted=False).values
+
+
+def info_nce_from_logits(
+    positive_logits: Tensor,
+    negative_logits: Tensor,
+    hard_negatives: HardNegatives = None,
+    num_negatives: Optional[int] = None,
+) -> Tensor:
+    """Per-anchor InfoNCE loss from logits (similarities already divided by tau).
+
+    ``-log( exp(p) / (exp(p) + sum_{k in top-K} exp(n_k)) )``, the positive always in the
+    denominator. Computed as ``logaddexp(p, logsumexp(n)) - p`` so that no logits are copied.
+    """
+    available = negative_logits.shape[1] if num_negatives is None else num_negatives
+    k = resolve_hard_negatives(hard_negatives, available)
+    if hard_negatives is not None and k < available:
+        negative_logits = negative_logits.topk(k, dim=1, sorted=False).values
+    denominator = torch.logaddexp(positive_logits, torch.logsumexp(negative_logits, dim=1))
+    return denominator - positive_logits
+
+
+def contrastive_loss(
+    positive: Tensor,
+    negatives: Tensor,
+    temperature: Temperature = 0.5,
+    hard_negatives: HardNegatives = None,
+    num_negatives: Optional[int] = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Contrastive (InfoNCE) loss, or the hard contrastive loss when ``hard_negatives`` is set.
+
+    ``L_i = -log( exp(s_ii/tau) / (exp(s_ii/tau) + sum_{k in top-K(i)} exp(s_ik/tau)) )``
+
+    Args:
+        positive: ``(A,)`` similarity of each anchor to its positive, ``s_ii``.
+        negatives: ``(A, M)`` similarities to the negatives, ``s_ik``; ``-inf`` marks entries
+            that are not negatives.
+        temperature: tau > 0.
+        hard_negatives: ``None`` (all negatives), an int K >= 1 or a float fraction alpha in
+            (0, 1] of the negatives: only the K largest negatives of each anchor stay in the
+            denominator (the paper's per-anchor threshold ``s_alpha^(i)`` is the K-th largest).
+        num_negatives: real negatives per row when ``negatives`` holds ``-inf`` entries.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per anchor).
+
+    Example:
+        >>> pos, neg = torch.tensor([0.25]), torch.tensor([[0.5, -0.45, -0.1]])
+        >>> round(contrastive_loss(pos, neg, temperature=0.01).item(), 4)
+        25.0
+    """
+    _check_shapes(positive, negatives)
+    temperature = check_temperature(temperature)
+    hard_negatives = check_hard_negatives(hard_negatives)
+    positive = positive.float()
+    negatives = negatives.float()
+    loss = info_nce_from_logits(
+        positive / temperature, negatives / temperature, hard_negatives, num_negatives
+    )
+    return _reduce(loss, reduction)
+
+
+def simple_loss(
+    positive: Tensor,
+    negatives: Tensor,
+    hard_negatives: HardNegatives = None,
+    negative_weight: Optional[float] = None,
+    temperature: Temperature = 1.0,
+    num_negatives: Optional[int] = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """The paper's Simple loss, or HardSimple when ``hard_negatives`` is set.
+
+    ``L_i = (-s_ii + lambda * sum_{k in top-K(i)} s_ik) / tau`` with ``lambda = 1/K`` by default
+    (``1/M`` over all M negatives for Simple). No exponentials: no hardness-awareness beyond the
+    top-K selection. ``tau`` only rescales the loss; with it, Simple is the large-tau limit of the
+    contrastive loss: ``tau * (L_contrastive - log(M + 1)) -> M/(M+1) * L_simple``.
+
+    Example:
+        >>> pos, neg = torch.tensor([0.5]), torch.tensor([[0.25, -0.45, -0.1]])
+        >>> round(simple_loss(pos, neg).item(), 4)  # -0.5 + (0.25 - 0.45 - 0.1) / 3
+        -0.6
+    """
+    _check_shapes(positive, negatives)
+    temperature = check_temperature(temperature)
+    hard_negatives = check_hard_negatives(hard_negatives)
+    if negative_weight is not None:
+        negative_weight = check_temperature(negative_weight, name="negative_weight")
+    loss = simple_from_similarities(
+        positive.float(), negatives.float(), hard_negatives, negative_weight, num_negatives
+    )
+    return _reduce(loss / temperature, reduction)
+
+
+def simple_from_similarities(
+    positive: Tensor,
+    negatives: Tensor,
+    hard_negatives: HardNegatives = None,
+    negative_weight: Optional[float] = None,
+    num_negatives: Optional[int] = None,
+) -> Tensor:
+    """Per-anchor ``-s_ii + lambda * sum_k s_ik`` without argument checks (see simple_loss)."""
+    available = negatives.shape[1] if num_negatives is None else num_negatives
+    k = resolve_hard_negatives(hard_negatives, available)
+    if k < available:
+        selected = negatives.topk(k, dim=1, sorted=False).values
+    elif available < negatives.shape[1]:
+        # -inf marks non-negatives: they add nothing to the sum (and get no gradient).
+        selected = negatives.masked_fill(negatives == float("-inf"), 0.0)
+    else:
+        selected = negatives
+    weight = 1.0 / k if negative_weight is None else negative_weight
+    return -positive + weight * selected.sum(dim=1)
+
+
+def relative_penalties(
+    negatives: Tensor,
+    temperature: Temperature,
+    hard_negatives: HardNegatives = None,
+) -> Tensor:
+    """The paper's relative penalty ``r_i(s_ij) = exp(s_ij/tau) / sum_{k != i} exp(s_ik/tau)``.
+
+    ``|dL/ds_ij| / |dL/ds_ii|`` for each negative j; each row sums to 1. With ``hard_negatives``
+    the sum runs over the top-K negatives and every other negative gets 0.
+
+    Example:
+        >>> r = relative_penalties(torch.tensor([[0.25, -0.45, -0.1]]), temperature=0.05)
+        >>> [round(v, 4) for v in r[0].tolist()]
+        [0.9991, 0.0, 0.0009]
+    """
+    temperature = check_temperature(temperature)
+    hard_negatives = check_hard_negatives(hard_negatives)
+    if negatives.dim() == 1:
+        negatives = negatives.unsqueeze(0)
+    logits = negatives.float() / temperature
+    k = resolve_hard_negatives(hard_negatives, logits.shape[1])
+    if k < logits.shape[1]:
+        threshold = logits.topk(k, dim=1).values[:, -1:]
+        logits = logits.masked_fill(logits < threshold, float("-inf"))
+    return torch.softmax(logits, dim=1)

@@ -1,0 +1,157 @@
+"""Shared machinery of the drop-in losses: Lightly's SimCLR and MoCo similarity layouts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import torch
+from lightly.models.modules.memory_bank import MemoryBankModule
+from lightly.utils import dist
+from torch import Tensor, nn
+from torch import distributed as torch_dist
+
+from lightly_temperature._validation import (
+    HardNegatives,
+    check_embeddings,
+    check_hard_negatives,
+    check_temperature,
+)
+
+
+@dataclass
+class SimilarityBatch:
+    """Similarities of one loss call, as the loss saw them (float32, detached when stored).
+
+    Attributes:
+        positive: ``(A,)`` similarity (or logit, see ``scale``) of each anchor to its positive.
+        negatives: ``(A, C)`` similarities to the candidate negatives; ``-inf`` marks the
+            entries that are not negatives (the anchor itself and its positive in SimCLR mode).
+        num_negatives: real negatives per anchor (``2M - 2`` in SimCLR mode, the bank size in
+            MoCo mode).
+        temperature: the temperature of the call.
+    """
+
+    positive: Tensor
+    negatives: Tensor
+    num_negatives: int
+    temperature: Union[float, Tensor]
+
+    def detach(self) -> SimilarityBatch:
+        return SimilarityBatch(
+            self.positive.detach(), self.negatives.detach(), self.num_negatives, self.temperature
+        )
+
+
+class PairwiseLoss(nn.Module):
+    """Base class: builds positives and negatives exactly as ``lightly.loss.NTXentLoss`` does.
+
+    - SimCLR mode (``memory_bank_size=0``): the 2N rows of ``cat(out0, out1)`` are anchors; the
+      candidates are both views of all M = N * world_size samples; each anchor has 2M - 2
+      negatives (itself and its positive excluded).
+    - MoCo mode: only the rows of ``out0`` are anchors, their positive is the same row of
+      ``out1`` and their negatives are the entries of Lightly's ``MemoryBankModule``, which is
+      then updated with ``out1`` when ``out0`` requires a gradient (as NTXentLoss does).
+
+    Similarities are computed in float32 even under ``torch.autocast``. Subclasses implement
+    :meth:`loss_from_similarities`.
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.5,
+        memory_bank_size: Union[int, Sequence[int]] = 0,
+        gather_distributed: bool = False,
+        hard_negatives: HardNegatives = None,
+    ) -> None:
+        super().__init__()
+        self.temperature = temperature
+        self.hard_negatives = check_hard_negatives(hard_negatives)
+        if gather_distributed and not torch_dist.is_available():
+            raise ValueError(
+                "gather_distributed=True but torch.distributed is not available in this torch build"
+            )
+        self.gather_distributed = bool(gather_distributed)
+        self.memory_bank = MemoryBankModule(
+            size=memory_bank_size, gather_distributed=gather_distributed
+        )
+        #: When True, the similarities of the last call are kept (detached) in
+        #: ``last_similarities`` for callbacks such as ``HardnessMonitor``; no extra compute.
+        self.store_similarities = False
+        self.last_similarities: Optional[SimilarityBatch] = None
+
+    @property
+    def temperature(self) -> Union[float, Tensor]:
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: Union[float, Tensor]) -> None:
+        # A plain attribute that schedules may change between steps, checked on every change.
+        self._temperature = check_temperature(value)
+
+    @property
+    def uses_memory_bank(self) -> bool:
+        return self.memory_bank.size[0] > 0
+
+    def loss_from_similarities(self, batch: SimilarityBatch) -> Tensor:
+        """Per-anchor losses ``(A,)`` from the similarities of one call."""
+        raise NotImplementedError
+
+    def forward(self, out0: Tensor, out1: Tensor) -> Tensor:
+        """Loss of the two views' embeddings, shapes ``(batch_size, dim)``; mean over anchors."""
+        check_embeddings(out0, out1)
+        device_type = out0.device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            batch = self.similarities(out0.float(), out1.float())
+            if self.store_similarities:
+                self.last_similarities = batch.detach()
+            if batch.num_negatives == 0:
+                # A batch of one sample has no negatives: the positive is alone in the
+                # denominator, so the loss is 0 (NTXentLoss gives 0 too). Keep the graph.
+                return batch.positive.sum() * 0.0
+            return self.loss_from_similarities(batch).mean()
+
+    def similarities(self, out0: Tensor, out1: Tensor) -> SimilarityBatch:
+        """Cosine similarities of anchors to positives and negatives, in Lightly's layout."""
+        out0 = nn.functional.normalize(out0, dim=1)
+        out1 = nn.functional.normalize(out1, dim=1)
+        if self.uses_memory_bank:
+            return self._memory_bank_similarities(out0, out1)
+        return self._in_batch_similarities(out0, out1)
+
+    def _memory_bank_similarities(self, out0: Tensor, out1: Tensor) -> SimilarityBatch:
+        bank_dim = self.memory_bank.size[1]
+        if bank_dim != out0.shape[1]:
+            raise ValueError(
+                f"memory_bank_size={tuple(self.memory_bank.size)} stores {bank_dim}-d entries but "
+                f"the embeddings are {out0.shape[1]}-d: use memory_bank_size="
+                f"({self.memory_bank.size[0]}, {out0.shape[1]})"
+            )
+        out1, bank = self.memory_bank(out1, update=out0.requires_grad)
+        bank = bank.to(device=out0.device, dtype=out0.dtype)  # (dim, entries)
+        positive = (out0 * out1).sum(dim=1)
+        negatives = out0 @ bank
+        return SimilarityBatch(positive, negatives, negatives.shape[1], self.temperature)
+
+    def _in_batch_similarities(self, out0: Tensor, out1: Tensor) -> SimilarityBatch:
+        n = out0.shape[0]
+        if self.gather_distributed and dist.world_size() > 1:
+            rank = dist.rank()
+            candidates = torch.cat(
+                [torch.cat(dist.gather(out0), 0), torch.cat(dist.gather(out1), 0)], 0
+            )
+        else:
+            rank = 0
+            candidates = torch.cat([out0, out1], 0)
+        m = candidates.shape[0] // 2  # samples over all ranks
+        anchors = torch.cat([out0, out1], 0)
+        sims = anchors @ candidates.T  # (2n, 2m)
+        # Column of each anchor itself and of its positive, built on the anchors' device.
+        rows = torch.arange(2 * n, device=out0.device)
+        local = rows % n + rank * n
+        self_col = torch.where(rows < n, local, local + m)
+        pos_col = torch.where(rows < n, local + m, local)
+        positive = sims.gather(1, pos_col.unsqueeze(1)).squeeze(1)
+        excluded = torch.stack([self_col, pos_col], dim=1)
+        negatives = sims.scatter(1, excluded, float("-inf"))
+        return SimilarityBatch(positive, negatives, 2 * m - 2, self.temperature)
