@@ -1,0 +1,262 @@
+"""The ``lightly-temperature`` command: ``study`` and ``explain``.
+
+Examples:
+    $ lightly-temperature study                      # embedded digits, ~5 minutes on a CPU
+    $ lightly-temperature study --dataset cifar10 --data-dir ~/data --preset paper --accelerator gpu
+    $ lightly-temperature explain --similarities 0.5 0.25 -0.45 -0.1 --temperatures 1 0.5 0.05 0.01
+
+Bad input (a missing path, an empty folder, an unknown loss or data set, tau <= 0) exits with
+status 2 and one line on stderr, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import NoReturn
+
+PROG = "lightly-temperature"
+
+
+class CLIError(Exception):
+    """Bad command-line input: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line (no usage block) so every bad input reads the same."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"temperature must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def _hard_negatives(text: str):
+    from lightly_temperature.study.config import parse_hard_negatives
+
+    try:
+        return parse_hard_negatives(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _devices(text: str):
+    return int(text) if text.isdigit() else text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Temperature and hardness of contrastive losses (Wang & Liu, CVPR 2021).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="{study,explain}", parser_class=_Parser)
+    sub.required = True
+
+    study = sub.add_parser(
+        "study",
+        help="train SimCLR/MoCo for each loss x temperature and evaluate them",
+        description="Train SimCLR (or MoCo) for each loss x temperature, evaluate each run "
+        "(kNN and linear accuracy, uniformity, tolerance, alignment, positive vs top-10 "
+        "negative similarities) and write report.md, results.csv and plots. Without data "
+        "arguments it uses scikit-learn's embedded digits. Rerunning resumes.",
+    )
+    study.add_argument("--output", default=None, help="output folder (default: study_output)")
+    study.add_argument("--method", choices=("simclr", "moco"), default=None)
+    study.add_argument(
+        "--losses",
+        nargs="+",
+        default=None,
+        metavar="LOSS",
+        help="loss names of the registry (default: ntxent simple hard_contrastive hard_simple)",
+    )
+    study.add_argument(
+        "--temperatures",
+        nargs="+",
+        type=_positive_float,
+        default=None,
+        metavar="TAU",
+        help="temperatures (default: 0.07 0.3 0.7 1.0)",
+    )
+    study.add_argument(
+        "--hard-negatives",
+        type=_hard_negatives,
+        default=None,
+        metavar="K",
+        help="K hardest negatives of the hard losses: an int, or a fraction alpha such as 0.0819",
+    )
+    study.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED")
+    study.add_argument("--epochs", type=_positive_int, default=None)
+    study.add_argument("--batch-size", type=_positive_int, default=None)
+    study.add_argument("--lr", type=_positive_float, default=None, help="learning rate")
+    data = study.add_argument_group("data (default: scikit-learn's embedded digits)")
+    data.add_argument(
+        "--data", default=None, metavar="PATH", help="image folder, one subfolder per class"
+    )
+    data.add_argument(
+        "--dataset",
+        default=None,
+        metavar="NAME",
+        help="cifar10, cifar100 or svhn (with --data-dir)",
+    )
+    data.add_argument(
+        "--data-dir", default=None, metavar="PATH", help="folder holding torchvision's files"
+    )
+    data.add_argument(
+        "--image-size", type=_positive_int, default=None, help="for --data (default 32)"
+    )
+    data.add_argument("--num-workers", type=int, default=None)
+    study.add_argument(
+        "--preset",
+        choices=("digits", "paper"),
+        default=None,
+        help="paper: ResNet-18 (3x3 conv), 128-d head, batch 128, SGD lr 0.03, 200 epochs, "
+        "K = 4095 (for a GPU); explicit options override it",
+    )
+    study.add_argument("--backbone", choices=("small_cnn", "resnet18"), default=None)
+    lightning = study.add_argument_group("Lightning (passed to pytorch_lightning.Trainer)")
+    lightning.add_argument("--accelerator", default=None, help="cpu, gpu, auto, ...")
+    lightning.add_argument("--devices", type=_devices, default=None, help="e.g. 1, 2 or auto")
+    lightning.add_argument("--precision", default=None, help="e.g. 32, bf16-mixed, 16-mixed")
+    study.add_argument(
+        "--no-progress-bar", action="store_true", help="hide Lightning's per-run progress bar"
+    )
+
+    explain = sub.add_parser(
+        "explain",
+        help="tables of what tau does to one anchor's loss, gradients and penalties",
+        description="Scaled similarities, softmax probabilities and cross-entropy loss per "
+        "temperature, and each negative's gradient and relative penalty for the plain and the "
+        "hard contrastive loss. Without --similarities: seed 001's two anchors.",
+    )
+    explain.add_argument(
+        "--similarities",
+        nargs="+",
+        type=float,
+        default=None,
+        metavar="S",
+        help="the positive's cosine similarity, then the negatives' (e.g. 0.5 0.25 -0.45 -0.1)",
+    )
+    explain.add_argument(
+        "--temperatures",
+        nargs="+",
+        type=_positive_float,
+        default=None,
+        metavar="TAU",
+        help="default: 1 0.5 0.05 0.01",
+    )
+    explain.add_argument(
+        "--hard-negatives",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help="K most similar negatives kept by the hard loss (default: half, rounded up)",
+    )
+    explain.add_argument("--plot", default=None, metavar="FILE", help="also draw the tables (PNG)")
+    return parser
+
+
+def _study_config(args: argparse.Namespace):
+    from lightly_temperature.study.config import StudyConfig, paper_preset
+
+    config = StudyConfig()
+    if args.preset == "paper":
+        config = paper_preset(config)
+    overrides = {
+        "output": args.output,
+        "method": args.method,
+        "losses": tuple(args.losses) if args.losses else None,
+        "temperatures": tuple(args.temperatures) if args.temperatures else None,
+        "seeds": tuple(args.seeds) if args.seeds else None,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "data": args.data,
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        "image_size": args.image_size,
+        "num_workers": args.num_workers,
+        "backbone": args.backbone,
+        "accelerator": args.accelerator,
+        "devices": args.devices,
+        "precision": args.precision,
+    }
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    if args.hard_negatives is not None:
+        config = replace(config, hard_negatives=args.hard_negatives)
+    if args.no_progress_bar:
+        config = replace(config, progress_bar=False)
+    return config
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    from lightly_temperature.study.data import load_study_data
+    from lightly_temperature.study.runner import check_losses, run_study
+
+    config = _study_config(args)
+    check_losses(config.losses)  # before loading data: fail fast
+    data = load_study_data(
+        config.data, config.dataset, config.data_dir, config.image_size, config.max_eval_samples
+    )
+    run_study(config, data=data)
+    return 0
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    from lightly_temperature.explain import (
+        SEED_SIMILARITIES,
+        SEED_TEMPERATURES,
+        explain,
+        format_explanation,
+        plot_explanation,
+    )
+
+    anchors = [args.similarities] if args.similarities else list(SEED_SIMILARITIES)
+    temperatures = args.temperatures or list(SEED_TEMPERATURES)
+    results = [explain(s, temperatures, args.hard_negatives) for s in anchors]
+    print("\n\n".join(format_explanation(r) for r in results))
+    if args.plot:
+        path = plot_explanation(results, args.plot)
+        print(f"\nplot: {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lightly-temperature`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "study":
+            return _run_study(args)
+        return _run_explain(args)
+    except (CLIError, ValueError, FileNotFoundError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; finished runs are kept in results.csv", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Settings of a temperature study and the grid of runs they expand to.
+
+Example:
+    >>> from lightly_temperature.study.config import StudyConfig
+    >>> config = StudyConfig(temperatures=(0.07, 1.0), epochs=2)
+    >>> [(run.loss, run.temperature) for run in config.runs()][:2]
+    [('ntxent', 0.07), ('ntxent', 1.0)]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from lightly_temperature._validation import HardNegatives, check_hard_negatives
+
+METHODS = ("simclr", "moco")
+#: Losses in the default grid, in the order of the paper's Table 1.
+DEFAULT_LOSSES = ("ntxent", "simple", "hard_contrastive", "hard_simple")
+DEFAULT_TEMPERATURES = (0.07, 0.3, 0.7, 1.0)
+#: Losses whose temperature only rescales the loss (the learning rate): run once, at
+#: ``simple_temperature``, as in the paper's Table 1.
+TEMPERATURE_FREE_LOSSES = ("simple", "hard_simple")
+#: Losses that take ``hard_negatives``.
+HARD_LOSSES = ("hard_contrastive", "hard_simple")
+#: Names used in reports.
+DISPLAY_NAMES = {
+    "ntxent": "Contrastive",
+    "hard_contrastive": "HardContrastive",
+    "simple": "Simple",
+    "hard_simple": "HardSimple",
+}
+PRESETS = ("digits", "paper")
+
+
+def display_name(loss: str) -> str:
+    return DISPLAY_NAMES.get(loss, loss)
+
+
+def format_hard_negatives(hard_negatives: HardNegatives) -> str:
+    """How ``hard_negatives`` is written in ``results.csv``: ``""`` for None, else the number."""
+    if hard_negatives is None:
+        return ""
+    if isinstance(hard_negatives, float):
+        return repr(hard_negatives)
+    return str(int(hard_negatives))
+
+
+def parse_hard_negatives(text: str | int | float | None) -> HardNegatives:
+    """Inverse of :func:`format_hard_negatives`; ``"none"`` also means None.
+
+    An integer (``"42"``) is K, a decimal (``"0.0819"``) is the fraction alpha.
+    """
+    if text is None or isinstance(text, (int, float)):
+        return check_hard_negatives(text)
+    text = text.strip()
+    if text == "" or text.lower() == "none":
+        return None
+    try:
+        value: HardNegatives = int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(
+                f"hard_negatives must be an int K >= 1, a fraction in (0, 1] or none, got {text!r}"
+            ) from None
+    return check_hard_negatives(value)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the grid; ``key`` identifies it in ``results.csv``."""
+
+    method: str
+    loss: str
+    temperature: float
+    hard_negatives: HardNegatives
+    seed: int
+    epochs: int
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str, str]:
+        return run_key(
+            self.method, self.loss, self.temperature, self.hard_negatives, self.seed, self.epochs
+        )
+
+    @property
+    def name(self) -> str:
+        """A file-name-safe identifier, e.g. ``simclr_hard_contrastive_t0.3_k42_s0_e30``."""
+        k = format_hard_negatives(self.hard_negatives)
+        parts = [self.method, self.loss, f"t{self.temperature:g}"]
+        if k:
+            parts.append(f"k{k}")
+        parts += [f"s{self.seed}", f"e{self.epochs}"]
+        return "_".join(parts)
+
+    def describe(self) -> str:
+        k = format_hard_negatives(self.hard_negatives)
+        text = f"{self.method} {display_name(self.loss)} tau={self.temperature:g}"
+        if k:
+            text += f" hard_negatives={k}"
+        return text + f" seed={self.seed} epochs={self.epochs}"
+
+
+def run_key(method: Any, loss: Any, temperature: Any, hard_negatives: Any, seed: Any, epochs: Any):
+    """The resume key of a run, from typed values or from the strings of a CSV row."""
+    return (
+        str(method),
+        str(loss),
+        f"{float(temperature):.6g}",
+        format_hard_negatives(parse_hard_negatives(hard_negatives)),
+        str(int(seed)),
+        str(int(epochs)),
+    )
+
+
+@dataclass
+class StudyConfig:
+    """Everything a study needs; the CLI builds one from its arguments.
+
+    The defaults are the embedded digits study (about 5 minutes on 2 CPU cores); see
+    :func:`paper_preset` for the paper's settings.
+    """
+
+    output: str = "study_output"
+    method: str = "simclr"
+    losses: tuple[str, ...] = DEFAULT_LOSSES
+    temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES
+    simple_temperature: float = 1.0
+    hard_negatives: HardNegatives = 0.0819
+    seeds: tuple[int, ...] = (0,)
+    epochs: int = 30
+    batch_size: int = 256
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    lr_milestones: tuple[int, ...] = ()
+    backbone: str = "small_cnn"
+    hidden_dim: int = 128
+    output_dim: int = 128
+    memory_bank_size: int = 4096
+    # data
+    data: str | None = None
+    dataset: str | None = None
+    data_dir: str | None = None
+    image_size: int = 32
+    max_eval_samples: int | None = 10000
+    num_workers: int = 0
+    # evaluation
+    knn_k: int = 20
+    knn_t: float = 0.1
+    # Lightning
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    precision: str | None = None
+    progress_bar: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if not self.losses:
+            raise ValueError("losses must name at least one loss, got none")
+        if not self.temperatures:
+            raise ValueError("temperatures must hold at least one temperature, got none")
+        for tau in tuple(self.temperatures) + (self.simple_temperature,):
+            if not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 0:
+                raise ValueError(f"temperature must be a finite number > 0, got {tau!r}")
+        self.hard_negatives = check_hard_negatives(self.hard_negatives)
+        for name, value in (("epochs", self.epochs), ("batch_size", self.batch_size)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value!r}")
+
+    def runs(self) -> list[RunSpec]:
+        """The grid: for each seed, each loss (at each temperature unless temperature-free)."""
+        runs = []
+        for seed in self.seeds:
+            for loss in self.losses:
+                temperatures = (
+                    (self.simple_temperature,)
+                    if loss in TEMPERATURE_FREE_LOSSES
+                    else tuple(self.temperatures)
+                )
+                hard = self.hard_negatives if loss in HARD_LOSSES else None
+                for tau in temperatures:
+                    runs.append(
+                        RunSpec(self.method, loss, float(tau), hard, int(seed), self.epochs)
+                    )
+        return runs
+
+
+def paper_preset(config: StudyConfig) -> StudyConfig:
+    """The paper's settings (section 5.1), for a GPU: ResNet-18 with a 3x3 first convolution,
+    128-d head, batch 128, SGD lr 0.03 (momentum 0.9, weight decay 5e-4, x0.1 at epochs 160
+    and 190), 200 epochs, K = 4095 hard negatives of a 50,000-entry memory bank (the
+    paper's 4095 of 50,000 negatives)."""
+    return replace(
+        config,
+        method="moco",
+        backbone="resnet18",
+        hidden_dim=512,
+        output_dim=128,
+        batch_size=128,
+        optimizer="sgd",
+        lr=0.03,
+        weight_decay=5e-4,
+        lr_milestones=(160, 190),
+        epochs=200,
+        hard_negatives=4095,
+        memory_bank_size=50000,
+    )

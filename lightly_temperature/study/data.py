@@ -1,0 +1,383 @@
+"""Data sources of the temperature study: embedded digits, an image folder, torchvision files.
+
+Every source gives the same :class:`StudyData`: a training set whose batches are shaped like
+Lightly's (``([view0, view1], labels)``), plain (un-augmented) train and test images for the
+kNN and linear evaluation, and a two-view probe of the test split for alignment and the
+positive / top-10 negative similarities. Nothing is ever downloaded.
+
+Example:
+    >>> from lightly_temperature.study.data import load_study_data
+    >>> data = load_study_data()  # scikit-learn's digits, 8x8 grayscale, 10 classes
+    >>> loader = data.train_loader(batch_size=256, seed=0)
+    >>> (x0, x1), labels = next(iter(loader))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+#: ``--dataset`` names and the torchvision class reading their local files.
+TORCHVISION_DATASETS = ("cifar10", "cifar100", "svhn")
+
+
+class StudyDataError(ValueError):
+    """A data source that cannot be used (missing path, empty folder, unknown dataset)."""
+
+
+class DigitsAugment(nn.Module):
+    """Batched augmentations for small grayscale images (scikit-learn's 8x8 digits).
+
+    Each image gets its own random affine warp (rotation, scale, shear, translation; no flips:
+    a flipped digit is another digit), a random contrast/brightness change, Gaussian pixel noise
+    and, with probability ``erase_prob``, a random square cut out. Runs on the images' device.
+
+    Example:
+        >>> augment = DigitsAugment()
+        >>> view0, view1 = augment(images), augment(images)  # images: (N, 1, 8, 8) in [0, 1]
+    """
+
+    def __init__(
+        self,
+        degrees: float = 15.0,
+        scale: tuple[float, float] = (0.85, 1.15),
+        shear: float = 0.15,
+        translate: float = 0.15,
+        contrast: tuple[float, float] = (0.6, 1.4),
+        noise: float = 0.1,
+        erase_prob: float = 0.5,
+        erase_size: int = 3,
+    ) -> None:
+        super().__init__()
+        self.degrees = degrees
+        self.scale = scale
+        self.shear = shear
+        self.translate = translate
+        self.contrast = contrast
+        self.noise = noise
+        self.erase_prob = erase_prob
+        self.erase_size = erase_size
+
+    def forward(self, images: Tensor) -> Tensor:
+        n, _, h, w = images.shape
+        device, dtype = images.device, images.dtype
+
+        def uniform(low: float, high: float) -> Tensor:
+            return torch.empty(n, device=device, dtype=dtype).uniform_(low, high)
+
+        angle = uniform(-self.degrees, self.degrees) * (math.pi / 180.0)
+        scale = uniform(*self.scale)
+        shear = uniform(-self.shear, self.shear)
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack(
+            [
+                torch.stack([cos, -sin + shear, uniform(-self.translate, self.translate)], 1),
+                torch.stack([sin, cos, uniform(-self.translate, self.translate)], 1),
+            ],
+            1,
+        )
+        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        out = F.grid_sample(
+            images, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
+        gain = uniform(*self.contrast).view(n, 1, 1, 1)
+        out = out * gain + torch.randn_like(out) * self.noise
+        if self.erase_prob > 0:
+            ys = torch.arange(h, device=device).view(1, h, 1)
+            xs = torch.arange(w, device=device).view(1, 1, w)
+            top = torch.randint(0, h - self.erase_size + 1, (n, 1, 1), device=device)
+            left = torch.randint(0, w - self.erase_size + 1, (n, 1, 1), device=device)
+            inside = (ys >= top) & (ys < top + self.erase_size)
+            inside = inside & (xs >= left) & (xs < left + self.erase_size)
+            erase = inside & (torch.rand(n, 1, 1, device=device) < self.erase_prob)
+            out = out.masked_fill(erase.unsqueeze(1), 0.0)
+        return out
+
+
+class TwoViewCollate:
+    """Collates ``(image, label)`` samples into Lightly's ``([view0, view1], labels)`` batch,
+    augmenting the whole batch at once with ``augment`` (e.g. :class:`DigitsAugment`)."""
+
+    def __init__(self, augment: Callable[[Tensor], Tensor]) -> None:
+        self.augment = augment
+
+    def __call__(self, samples: Sequence[tuple[Tensor, Tensor]]) -> tuple[list[Tensor], Tensor]:
+        images = torch.stack([s[0] for s in samples])
+        labels = torch.as_tensor([int(s[1]) for s in samples])
+        with torch.no_grad():
+            return [self.augment(images), self.augment(images)], labels
+
+
+class TwoViewDataset(Dataset):
+    """Wraps an ``(image, label)`` data set whose transform returns two views (Lightly's
+    ``SimCLRTransform``) so that samples are ``([view0, view1], label)``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int):
+        views, label = self.dataset[index][:2]
+        return list(views), label
+
+
+@dataclass
+class StudyData:
+    """One data source, split into train (self-supervised training) and test (evaluation).
+
+    Attributes:
+        name: a short name for reports (``digits``, ``cifar10``, the folder name).
+        train_views: training samples ``([view0, view1], label)`` or ``(image, label)`` when
+            ``collate`` augments whole batches.
+        collate: collate function of the training loader (None: PyTorch's default).
+        train_plain: ``(image, label)`` without augmentation, the kNN bank / linear-probe train set.
+        test_plain: ``(image, label)`` without augmentation, the evaluation set.
+        test_views: the test split as ``([view0, view1], label)`` (or plain with ``collate``).
+        num_classes, in_channels, image_size: what the backbone must accept.
+    """
+
+    name: str
+    train_views: Dataset
+    collate: Callable | None
+    train_plain: Dataset
+    test_plain: Dataset
+    test_views: Dataset
+    num_classes: int
+    in_channels: int
+    image_size: int
+
+    def train_loader(self, batch_size: int, seed: int, num_workers: int = 0) -> DataLoader:
+        """Shuffled training loader (fixed ``seed``), last incomplete batch dropped."""
+        generator = torch.Generator().manual_seed(seed)
+        return DataLoader(
+            self.train_views,
+            batch_size=min(batch_size, len(self.train_views)),  # type: ignore[arg-type]
+            shuffle=True,
+            drop_last=True,
+            collate_fn=self.collate,
+            generator=generator,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+        )
+
+    def probe_loader(self, batch_size: int, num_workers: int = 0) -> DataLoader:
+        """Two augmented views of the test split, in order (augmentation seeded by the caller)."""
+        return DataLoader(
+            self.test_views,
+            batch_size=batch_size,
+            shuffle=False,
+            collate_fn=self.collate,
+            num_workers=num_workers,
+        )
+
+
+def _stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    train, test = [], []
+    for label in labels.unique():
+        index = (labels == label).nonzero().flatten()
+        index = index[torch.randperm(len(index), generator=generator)]
+        n_test = max(1, int(round(test_fraction * len(index))))
+        test.append(index[:n_test])
+        train.append(index[n_test:])
+    return torch.cat(train).sort().values, torch.cat(test).sort().values
+
+
+def load_digits_data(test_fraction: float = 0.2, split_seed: int = 0) -> StudyData:
+    """scikit-learn's digits (1,797 real 8x8 grayscale images, 10 classes), shipped inside
+    scikit-learn: a stratified 80/20 train/test split, pixels scaled to [0, 1], batched
+    :class:`DigitsAugment` views."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as error:  # pragma: no cover - scikit-learn is in the "study" extra
+        raise StudyDataError(
+            "the embedded digits data set needs scikit-learn: "
+            "pip install 'lightly-temperature[study]'"
+        ) from error
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    labels = torch.tensor(digits.target, dtype=torch.long)
+    train_index, test_index = _stratified_split(labels, test_fraction, split_seed)
+    train = TensorDataset(images[train_index], labels[train_index])
+    test = TensorDataset(images[test_index], labels[test_index])
+    return StudyData(
+        name="digits",
+        train_views=train,
+        collate=TwoViewCollate(DigitsAugment()),
+        train_plain=train,
+        test_plain=test,
+        test_views=test,
+        num_classes=10,
+        in_channels=1,
+        image_size=8,
+    )
+
+
+def _image_transforms(image_size: int, normalize: bool = True):
+    """Lightly's SimCLR views for small colour images, and the matching plain transform."""
+    import torchvision.transforms as T
+    from lightly.transforms import SimCLRTransform
+    from lightly.transforms.utils import IMAGENET_NORMALIZE
+
+    views = SimCLRTransform(
+        input_size=image_size,
+        gaussian_blur=0.0,  # as in Lightly's CIFAR-10 benchmark: blur hurts 32x32 images
+        min_scale=0.2,
+        normalize=IMAGENET_NORMALIZE if normalize else None,
+    )
+    plain = [T.Resize((image_size, image_size)), T.ToTensor()]
+    if normalize:
+        plain.append(T.Normalize(IMAGENET_NORMALIZE["mean"], IMAGENET_NORMALIZE["std"]))
+    return views, T.Compose(plain)
+
+
+def _subset(dataset: Dataset, max_samples: int | None, seed: int) -> Dataset:
+    n = len(dataset)  # type: ignore[arg-type]
+    if max_samples is None or n <= max_samples:
+        return dataset
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randperm(n, generator=generator)[:max_samples].sort().values
+    return Subset(dataset, index.tolist())
+
+
+def load_folder_data(
+    path: str,
+    image_size: int = 32,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    max_eval_samples: int | None = 10000,
+) -> StudyData:
+    """An image folder whose class subfolders give the labels (torchvision's ``ImageFolder``
+    layout), split 80/20 per class; Lightly's ``SimCLRTransform`` views at ``image_size``."""
+    from torchvision.datasets import ImageFolder
+
+    root = Path(path)
+    if not root.exists():
+        raise StudyDataError(f"--data {path}: no such folder")
+    if not root.is_dir():
+        raise StudyDataError(f"--data {path}: not a folder")
+    views, plain = _image_transforms(image_size)
+    try:
+        plain_set = ImageFolder(str(root), transform=plain)
+    except FileNotFoundError as error:
+        raise StudyDataError(
+            f"--data {path}: empty folder, expected class subfolders holding images "
+            f"({str(error).splitlines()[0]})"
+        ) from None
+    if len(plain_set) < 4:
+        raise StudyDataError(f"--data {path}: found {len(plain_set)} images, need at least 4")
+    view_set = ImageFolder(str(root), transform=views)
+    labels = torch.tensor(plain_set.targets)
+    train_index, test_index = _stratified_split(labels, test_fraction, split_seed)
+    test_plain = _subset(Subset(plain_set, test_index.tolist()), max_eval_samples, split_seed)
+    test_views = _subset(Subset(view_set, test_index.tolist()), max_eval_samples, split_seed)
+    return StudyData(
+        name=root.resolve().name,
+        train_views=TwoViewDataset(Subset(view_set, train_index.tolist())),
+        collate=None,
+        train_plain=_subset(Subset(plain_set, train_index.tolist()), max_eval_samples, split_seed),
+        test_plain=test_plain,
+        test_views=TwoViewDataset(test_views),
+        num_classes=len(plain_set.classes),
+        in_channels=3,
+        image_size=image_size,
+    )
+
+
+def load_torchvision_data(
+    dataset: str,
+    data_dir: str,
+    max_eval_samples: int | None = 10000,
+    split_seed: int = 0,
+) -> StudyData:
+    """CIFAR-10, CIFAR-100 or SVHN from torchvision's files in ``data_dir`` (never downloaded):
+    their own train/test splits, Lightly's ``SimCLRTransform`` views at 32x32."""
+    import torchvision.datasets as tvd
+
+    name = dataset.lower()
+    if name not in TORCHVISION_DATASETS:
+        raise StudyDataError(
+            f"--dataset {dataset}: unknown data set, choose one of digits, "
+            f"{', '.join(TORCHVISION_DATASETS)}"
+        )
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise StudyDataError(f"--data-dir {data_dir}: no such folder")
+    views, plain = _image_transforms(32)
+
+    def make(train: bool, transform):
+        if name == "svhn":
+            return tvd.SVHN(str(root), split="train" if train else "test", transform=transform)
+        cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+        return cls(str(root), train=train, transform=transform, download=False)
+
+    try:
+        train_views, train_plain = make(True, views), make(True, plain)
+        test_plain, test_views = make(False, plain), make(False, views)
+    except (RuntimeError, FileNotFoundError, OSError):
+        expected = {
+            "cifar10": "cifar-10-batches-py/",
+            "cifar100": "cifar-100-python/",
+            "svhn": "train_32x32.mat and test_32x32.mat",
+        }[name]
+        raise StudyDataError(
+            f"--data-dir {data_dir}: no {name} files there (expected torchvision's {expected}; "
+            "nothing is downloaded)"
+        ) from None
+    num_classes = {"cifar10": 10, "cifar100": 100, "svhn": 10}[name]
+    return StudyData(
+        name=name,
+        train_views=TwoViewDataset(train_views),
+        collate=None,
+        train_plain=_subset(train_plain, max_eval_samples, split_seed),
+        test_plain=_subset(test_plain, max_eval_samples, split_seed),
+        test_views=TwoViewDataset(_subset(test_views, max_eval_samples, split_seed)),
+        num_classes=num_classes,
+        in_channels=3,
+        image_size=32,
+    )
+
+
+def load_study_data(
+    data: str | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    image_size: int = 32,
+    max_eval_samples: int | None = 10000,
+) -> StudyData:
+    """The study's data: ``data`` (an image folder), ``dataset`` + ``data_dir`` (torchvision
+    files), or, with neither, the embedded digits.
+
+    Raises:
+        StudyDataError: a missing or empty path, an unknown data set, or both sources given.
+    """
+    if data is not None and dataset is not None:
+        raise StudyDataError("give either --data PATH or --dataset NAME --data-dir PATH, not both")
+    if data is not None:
+        return load_folder_data(data, image_size=image_size, max_eval_samples=max_eval_samples)
+    if dataset is not None:
+        if dataset.lower() == "digits":
+            return load_digits_data()
+        if data_dir is None:
+            if dataset.lower() not in TORCHVISION_DATASETS:
+                raise StudyDataError(
+                    f"--dataset {dataset}: unknown data set, choose one of "
+                    f"digits, {', '.join(TORCHVISION_DATASETS)}"
+                )
+            raise StudyDataError(
+                f"--dataset {dataset} needs --data-dir PATH (nothing is downloaded)"
+            )
+        return load_torchvision_data(dataset, data_dir, max_eval_samples=max_eval_samples)
+    if data_dir is not None:
+        raise StudyDataError("--data-dir needs --dataset cifar10|cifar100|svhn")
+    return load_digits_data()

@@ -1,0 +1,320 @@
+"""``report.md`` and the PNG plots of a study, made from the rows of ``results.csv``.
+
+Example:
+    >>> from lightly_temperature.study.report import write_report
+    >>> write_report(rows, output_dir="study_output", title="digits, SimCLR")
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+
+from lightly_temperature.study.config import TEMPERATURE_FREE_LOSSES, display_name
+from lightly_temperature.study.results import METRIC_COLUMNS
+
+#: Metric rows of the Table-1-shaped table: (column, label, scale).
+TABLE_METRICS = (
+    ("knn_accuracy", "kNN acc. (%)", 100.0),
+    ("linear_accuracy", "linear acc. (%)", 100.0),
+    ("uniformity", "uniformity", 1.0),
+    ("tolerance", "tolerance", 1.0),
+    ("alignment", "alignment", 1.0),
+    ("positive_similarity", "positive sim.", 1.0),
+    ("top10_negative_similarity", "top-10 neg. sim.", 1.0),
+)
+PLOTS = {
+    "accuracy": "accuracy_vs_temperature.png",
+    "uniformity": "uniformity_vs_temperature.png",
+    "tolerance": "tolerance_vs_temperature.png",
+    "summary": "summary.png",
+    "similarities": "similarity_distributions.png",
+}
+SIMILARITY_DIR = "similarities"
+
+Row = dict[str, str]
+Aggregate = dict[tuple[str, float], dict[str, tuple[float, float, int]]]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def aggregate(rows: Iterable[Row]) -> Aggregate:
+    """Mean, standard deviation and count of each metric per (loss, temperature), over seeds."""
+    values: dict[tuple[str, float], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        key = (row["loss"], float(row["temperature"]))
+        for column in METRIC_COLUMNS:
+            text = row.get(column, "")
+            values[key][column].append(float(text) if text not in ("", None) else math.nan)
+    result: Aggregate = {}
+    for key, metrics in values.items():
+        result[key] = {}
+        for column, vs in metrics.items():
+            t = torch.tensor(vs, dtype=torch.float64)
+            std = t.std().item() if len(vs) > 1 else 0.0
+            result[key][column] = (t.mean().item(), std, len(vs))
+    return result
+
+
+def _ordered_losses(keys: Iterable[tuple[str, float]], order: Sequence[str]) -> list[str]:
+    present = {loss for loss, _ in keys}
+    return [loss for loss in order if loss in present] + sorted(present - set(order))
+
+
+def format_table(agg: Aggregate, losses: Sequence[str]) -> str:
+    """The Table-1-shaped Markdown table: rows loss x metric, columns tau (mean over seeds,
+    ``± std`` when there are several)."""
+    temperatures = sorted({tau for _, tau in agg})
+    header = "| loss | metric | " + " | ".join(f"τ = {t:g}" for t in temperatures) + " |"
+    lines = [header, "|---|---|" + "---|" * len(temperatures)]
+    for loss in losses:
+        first = True
+        for column, label, scale in TABLE_METRICS:
+            cells = []
+            for tau in temperatures:
+                if (loss, tau) not in agg:
+                    cells.append("—")
+                    continue
+                mean, std, n = agg[(loss, tau)][column]
+                digits = 1 if scale == 100.0 else 3
+                cell = f"{mean * scale:.{digits}f}"
+                if n > 1:
+                    cell += f" ± {std * scale:.{digits}f}"
+                cells.append(cell)
+            name = f"**{display_name(loss)}**" if first else ""
+            first = False
+            lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _plot_metric(ax, agg: Aggregate, losses: Sequence[str], column: str, label: str, scale: float):
+    taus = sorted({tau for _, tau in agg})
+    for index, loss in enumerate(losses):
+        color = f"C{index % 10}"
+        points = sorted((tau, agg[(name, tau)][column]) for name, tau in agg if name == loss)
+        if not points:
+            continue
+        if loss in TEMPERATURE_FREE_LOSSES and len(points) == 1:
+            (mean, _, _) = points[0][1]
+            ax.axhline(
+                mean * scale, linestyle="--", color=None, label=f"{display_name(loss)} (no τ)"
+            )
+            continue
+        xs = [p[0] for p in points]
+        means = [p[1][0] * scale for p in points]
+        stds = [p[1][1] * scale for p in points]
+        ax.errorbar(
+            xs,
+            means,
+            color=color,
+            yerr=stds if any(stds) else None,
+            marker="o",
+            capsize=3,
+            label=display_name(loss),
+        )
+    ax.set_xscale("log")
+    ax.set_xticks(taus, [f"{t:g}" for t in taus])
+    ax.minorticks_off()
+    ax.set_xlabel("temperature τ")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def plot_metrics(
+    agg: Aggregate, losses: Sequence[str], output_dir: Path, title: str
+) -> dict[str, Path]:
+    """accuracy / uniformity / tolerance against tau (one line per loss), and a 2x2 summary."""
+    plt = _pyplot()
+    paths = {}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    _plot_metric(axes[0], agg, losses, "knn_accuracy", "kNN accuracy (%)", 100.0)
+    _plot_metric(axes[1], agg, losses, "linear_accuracy", "linear-probe accuracy (%)", 100.0)
+    fig.suptitle(f"Accuracy against τ — {title}")
+    fig.tight_layout()
+    paths["accuracy"] = output_dir / PLOTS["accuracy"]
+    fig.savefig(paths["accuracy"], dpi=100)
+    plt.close(fig)
+    for column, label in (
+        ("uniformity", "uniformity (−L_uniformity, higher = more uniform)"),
+        ("tolerance", "tolerance (mean same-class cosine similarity)"),
+    ):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        _plot_metric(ax, agg, losses, column, label, 1.0)
+        ax.set_title(f"{column.capitalize()} against τ — {title}")
+        fig.tight_layout()
+        paths[column] = output_dir / PLOTS[column]
+        fig.savefig(paths[column], dpi=100)
+        plt.close(fig)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    _plot_metric(axes[0, 0], agg, losses, "linear_accuracy", "linear-probe accuracy (%)", 100.0)
+    _plot_metric(axes[0, 1], agg, losses, "knn_accuracy", "kNN accuracy (%)", 100.0)
+    _plot_metric(axes[1, 0], agg, losses, "uniformity", "uniformity (−L_uniformity)", 1.0)
+    _plot_metric(axes[1, 1], agg, losses, "tolerance", "tolerance", 1.0)
+    fig.suptitle(title)
+    fig.tight_layout()
+    paths["summary"] = output_dir / PLOTS["summary"]
+    fig.savefig(paths["summary"], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+def plot_similarity_distribution(
+    positive: torch.Tensor, negatives: torch.Tensor, path: str | Path, title: str, ax=None
+) -> Path | None:
+    """Histogram of the positive similarities and of the top-10 negative similarities of all
+    anchors (the paper's Fig. 8). Saves to ``path`` unless an axis is given."""
+    plt = _pyplot()
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+    bins = torch.linspace(-1, 1, 81).numpy()
+    ax.hist(
+        negatives.flatten().numpy(), bins=bins, alpha=0.6, density=True, label="top-10 negatives"
+    )
+    ax.hist(positive.flatten().numpy(), bins=bins, alpha=0.6, density=True, label="positive")
+    ax.set_xlim(-1, 1)
+    ax.set_xlabel("cosine similarity")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    if own:
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        return path
+    return None
+
+
+def plot_similarity_grid(runs: Sequence[tuple[str, str, Path]], path: Path) -> Path | None:
+    """All runs' distributions in one figure, from the ``.pt`` files saved per run.
+    ``runs``: (loss label, tau label, file) in display order."""
+    runs = [r for r in runs if r[2].exists()]
+    if not runs:
+        return None
+    plt = _pyplot()
+    cols = min(4, len(runs))
+    rows = math.ceil(len(runs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    for ax in axes.flat[len(runs) :]:
+        ax.set_visible(False)
+    for ax, (loss, tau, file) in zip(axes.flat, runs):
+        saved = torch.load(file)
+        plot_similarity_distribution(
+            saved["positive"], saved["negatives"], path, f"{loss}, {tau}", ax=ax
+        )
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def direction_summary(agg: Aggregate) -> list[str]:
+    """Plain-language check of the paper's direction of effects on this study's numbers."""
+    lines = []
+    for loss in ("ntxent", "hard_contrastive"):
+        points = sorted((tau, m) for (name, tau), m in agg.items() if name == loss)
+        if len(points) < 2:
+            continue
+        (t0, first), (t1, last) = points[0], points[-1]
+        u0, u1 = first["uniformity"][0], last["uniformity"][0]
+        tol0, tol1 = first["tolerance"][0], last["tolerance"][0]
+        us = [m["uniformity"][0] for _, m in points]
+        lines.append(
+            f"- {display_name(loss)}: from τ = {t0:g} to τ = {t1:g}, uniformity {u0:.3f} → "
+            f"{u1:.3f} ({'falls' if u1 < u0 else 'rises'}; range {min(us):.3f}–{max(us):.3f}), "
+            f"tolerance {tol0:.3f} → {tol1:.3f} ({'rises' if tol1 > tol0 else 'falls'})."
+        )
+    return lines
+
+
+def write_report(
+    rows: Sequence[Row],
+    output_dir: str | Path,
+    title: str,
+    settings: Sequence[str] = (),
+    loss_order: Sequence[str] = (),
+    run_files: Sequence[tuple[str, str, str, Path]] = (),
+) -> Path:
+    """Writes ``report.md`` and the plots into ``output_dir`` and returns the report's path.
+
+    ``run_files``: (run name, loss, tau label, saved similarities) for the per-run plots.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    agg = aggregate(rows)
+    losses = _ordered_losses(agg, loss_order)
+    lines = [f"# Temperature study: {title}", ""]
+    if settings:
+        lines += [f"- {s}" for s in settings] + [""]
+    if not agg:
+        lines.append("No finished runs yet.")
+        path = output_dir / "report.md"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+    plot_metrics(agg, losses, output_dir, title)
+    grid = plot_similarity_grid(
+        [(display_name(loss), tau, file) for _, loss, tau, file in run_files],
+        output_dir / PLOTS["similarities"],
+    )
+    n_seeds = max(m["knn_accuracy"][2] for m in agg.values())
+    lines += [
+        "## Table 1 (shaped like the paper's)",
+        "",
+        "Rows: loss × metric; columns: temperature τ"
+        + (f"; mean ± std over {n_seeds} seeds" if n_seeds > 1 else "")
+        + ". Simple and HardSimple have no temperature (τ only rescales their gradient): they "
+        "run once, at the τ of their column.",
+        "",
+        format_table(agg, losses),
+        "",
+    ]
+    summary = direction_summary(agg)
+    if summary:
+        lines += ["## Direction of effects", ""] + summary + [""]
+    lines += [
+        "## Metrics",
+        "",
+        "- **uniformity** = −L_uniformity (t = 2) of the normalised embeddings of the test "
+        "images: higher means the embeddings spread more evenly over the hypersphere.",
+        "- **tolerance**: mean cosine similarity of test embeddings of the same class: higher "
+        "means semantically similar samples are kept closer together.",
+        "- **alignment**: mean squared distance between the embeddings of two augmented views "
+        "(lower = views closer); **positive / top-10 negative sim.**: mean similarity of each "
+        "anchor to its positive and to its 10 most similar other samples (paper Fig. 8).",
+        "- **kNN / linear acc.**: test accuracy of Lightly's weighted kNN and of a logistic "
+        "regression on the frozen backbone features.",
+        "",
+        "## Plots",
+        "",
+        f"![summary]({PLOTS['summary']})",
+        "",
+        f"- [accuracy against τ]({PLOTS['accuracy']})",
+        f"- [uniformity against τ]({PLOTS['uniformity']})",
+        f"- [tolerance against τ]({PLOTS['tolerance']})",
+    ]
+    if grid is not None:
+        lines.append(
+            f"- [positive vs top-10 negative similarities, all runs]({PLOTS['similarities']})"
+        )
+    lines += ["", "### Similarity distributions per run", ""]
+    for name, loss, tau, _ in run_files:
+        png = f"{SIMILARITY_DIR}/{name}.png"
+        if (output_dir / png).exists():
+            lines.append(f"- [{display_name(loss)}, {tau}]({png})")
+    lines += ["", "Raw numbers: [results.csv](results.csv)."]
+    path = output_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,244 @@
+"""Runs a temperature study: trains each run of the grid, evaluates it, appends it to
+``results.csv`` and rewrites ``report.md``. Rerunning skips the runs already in the CSV.
+
+Example:
+    >>> from lightly_temperature.study import StudyConfig, run_study
+    >>> run_study(StudyConfig(output="study_output"))  # the embedded digits default
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import pytorch_lightning as pl
+import torch
+
+from lightly_temperature.study import _standin  # TEMPORARY: issue 3 SimCLR / MoCo / build_loss
+from lightly_temperature.study.config import (
+    HARD_LOSSES,
+    TEMPERATURE_FREE_LOSSES,
+    RunSpec,
+    StudyConfig,
+    format_hard_negatives,
+    run_key,
+)
+from lightly_temperature.study.data import StudyData, load_study_data
+from lightly_temperature.study.evaluate import evaluate_run
+from lightly_temperature.study.models import build_backbone
+from lightly_temperature.study.report import (
+    SIMILARITY_DIR,
+    plot_similarity_distribution,
+    write_report,
+)
+from lightly_temperature.study.results import ResultsFile
+
+Printer = Callable[[str], None]
+
+
+def known_losses() -> list[str]:
+    """Names ``--losses`` accepts (the loss registry's)."""
+    return list(_standin.registered_losses())
+
+
+def check_losses(losses) -> None:
+    known = known_losses()
+    for loss in losses:
+        if loss not in known:
+            raise ValueError(f"unknown loss {loss!r}, known: {', '.join(known)}")
+
+
+def build_module(config: StudyConfig, run: RunSpec, data: StudyData) -> pl.LightningModule:
+    """The SimCLR or MoCo LightningModule of one run, with the study's optimizer."""
+    backbone, feature_dim = build_backbone(config.backbone, data.in_channels)
+    loss_kwargs: dict[str, Any] = {"temperature": run.temperature}
+    if run.loss in HARD_LOSSES:
+        loss_kwargs["hard_negatives"] = run.hard_negatives
+    kwargs = dict(
+        backbone=backbone,
+        feature_dim=feature_dim,
+        loss=run.loss,
+        hidden_dim=config.hidden_dim,
+        output_dim=config.output_dim,
+        **loss_kwargs,
+    )
+    if config.method == "moco":
+        module = _standin.MoCo(
+            memory_bank_size=(config.memory_bank_size, config.output_dim), **kwargs
+        )
+    else:
+        module = _standin.SimCLR(**kwargs)
+    _set_optimizer(module, config)
+    return module
+
+
+def _set_optimizer(module: pl.LightningModule, config: StudyConfig) -> None:
+    """Replaces the module's ``configure_optimizers`` with the study's optimizer settings."""
+
+    def configure_optimizers():
+        params = [p for p in module.parameters() if p.requires_grad]
+        if config.optimizer == "sgd":
+            optimizer = torch.optim.SGD(
+                params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay
+            )
+        else:
+            optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        if config.lr_milestones:
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(
+                optimizer, list(config.lr_milestones), gamma=0.1
+            )
+        else:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    module.configure_optimizers = configure_optimizers  # type: ignore[method-assign]
+
+
+def _trainer(config: StudyConfig, run: RunSpec, output: Path) -> pl.Trainer:
+    kwargs: dict[str, Any] = dict(
+        max_epochs=run.epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        logger=pl.loggers.CSVLogger(str(output / "logs"), name=run.name, version=""),
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=config.progress_bar,
+        log_every_n_steps=5,
+        deterministic=False,
+    )
+    if config.precision is not None:
+        kwargs["precision"] = config.precision
+    return pl.Trainer(**kwargs)
+
+
+def _quiet_lightning() -> None:
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*number of training batches.*")
+    warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def _settings(config: StudyConfig, data: StudyData) -> list[str]:
+    k = format_hard_negatives(config.hard_negatives) or "all"
+    return [
+        f"data: {data.name} ({len(data.train_plain)} train / {len(data.test_plain)} test images "
+        f"used for evaluation, {data.num_classes} classes)",
+        f"method: {config.method}, backbone: {config.backbone}, head: {config.hidden_dim} → "
+        f"{config.output_dim}",
+        f"training: {config.epochs} epochs, batch {config.batch_size}, {config.optimizer} lr "
+        f"{config.lr:g}, weight decay {config.weight_decay:g}",
+        f"hard losses: hard_negatives = {k} (K, or the fraction α of the negatives)",
+        f"seeds: {', '.join(str(s) for s in config.seeds)}",
+    ]
+
+
+def run_study(config: StudyConfig, data: StudyData | None = None, printer: Printer = print) -> Path:
+    """Runs (or resumes) the study described by ``config``; returns the path of ``report.md``.
+
+    Raises:
+        ValueError: an unknown loss, or a data source that cannot be used (before any training).
+    """
+    check_losses(config.losses)
+    if data is None:
+        data = load_study_data(
+            config.data, config.dataset, config.data_dir, config.image_size, config.max_eval_samples
+        )
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    results = ResultsFile(output / "results.csv")
+    finished = results.finished_keys()
+    runs = config.runs()
+    title = f"{data.name}, {config.method}"
+    _quiet_lightning()
+
+    def report() -> Path:
+        keys = {run.key for run in runs}
+        rows = [r for r in results.rows() if _row_key(r) in keys]
+        run_files = [
+            (
+                run.name,
+                run.loss,
+                "no τ" if run.loss in TEMPERATURE_FREE_LOSSES else f"τ = {run.temperature:g}",
+                output / SIMILARITY_DIR / f"{run.name}.pt",
+            )
+            for run in runs
+        ]
+        return write_report(
+            rows, output, title, _settings(config, data), list(config.losses), run_files
+        )
+
+    start = time.perf_counter()
+    for i, run in enumerate(runs, 1):
+        prefix = f"run {i} of {len(runs)}: {run.describe()}"
+        if run.key in finished:
+            printer(f"{prefix}: already in {results.path}, skipped")
+            continue
+        printer(f"{prefix}: training")
+        pl.seed_everything(run.seed, workers=True, verbose=False)
+        module = build_module(config, run, data)
+        trainer = _trainer(config, run, output)
+        loader = data.train_loader(config.batch_size, seed=run.seed, num_workers=config.num_workers)
+        began = time.perf_counter()
+        trainer.fit(module, train_dataloaders=loader)
+        train_seconds = time.perf_counter() - began
+        if not trainer.is_global_zero:
+            continue
+        evaluation = evaluate_run(
+            module,
+            data,
+            device=trainer.strategy.root_device,
+            knn_k=config.knn_k,
+            knn_t=config.knn_t,
+            seed=run.seed,
+        )
+        _save_similarities(
+            output, run, evaluation.positive_similarities, evaluation.top_negative_similarities
+        )
+        row: dict[str, object] = {
+            "method": run.method,
+            "loss": run.loss,
+            "temperature": run.temperature,
+            "hard_negatives": format_hard_negatives(run.hard_negatives),
+            "seed": run.seed,
+            "epochs": run.epochs,
+            **evaluation.metrics,
+            "train_seconds": round(train_seconds, 2),
+        }
+        results.append(row)
+        metrics = evaluation.metrics
+        printer(
+            f"{prefix}: done in {train_seconds:.0f}s, kNN {metrics['knn_accuracy']:.3f}, "
+            f"linear {metrics['linear_accuracy']:.3f}, uniformity {metrics['uniformity']:.3f}, "
+            f"tolerance {metrics['tolerance']:.3f}"
+        )
+    path = report()
+    printer(f"{len(runs)} runs in {time.perf_counter() - start:.0f}s; report: {path}")
+    return path
+
+
+def _row_key(row: dict[str, str]):
+    return run_key(
+        row["method"],
+        row["loss"],
+        row["temperature"],
+        row["hard_negatives"],
+        row["seed"],
+        row["epochs"],
+    )
+
+
+def _save_similarities(
+    output: Path, run: RunSpec, positive: torch.Tensor, negatives: torch.Tensor
+) -> None:
+    folder = output / SIMILARITY_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"positive": positive, "negatives": negatives}, folder / f"{run.name}.pt")
+    label = "no τ" if run.loss in TEMPERATURE_FREE_LOSSES else f"τ = {run.temperature:g}"
+    plot_similarity_distribution(
+        positive, negatives, folder / f"{run.name}.png", f"{run.describe()}\n{label}"
+    )
