@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 from torch import Tensor
 
@@ -46,7 +46,7 @@ class HardContrastiveLoss(PairwiseLoss):
     def __init__(
         self,
         temperature: float = 0.5,
-        memory_bank_size: Union[int, Sequence[int]] = 0,
+        memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
         hard_negatives: HardNegatives = PAPER_ALPHA,
     ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 from torch import Tensor
 
@@ -39,9 +39,9 @@ class SimpleLoss(PairwiseLoss):
     def __init__(
         self,
         temperature: float = 1.0,
-        memory_bank_size: Union[int, Sequence[int]] = 0,
+        memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
-        negative_weight: Optional[float] = None,
+        negative_weight: float | None = None,
     ) -> None:
         super().__init__(temperature, memory_bank_size, gather_distributed, hard_negatives=None)
         if negative_weight is not None:
@@ -77,10 +77,10 @@ class HardSimpleLoss(SimpleLoss):
     def __init__(
         self,
         temperature: float = 1.0,
-        memory_bank_size: Union[int, Sequence[int]] = 0,
+        memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
         hard_negatives: HardNegatives = PAPER_ALPHA,
-        negative_weight: Optional[float] = None,
+        negative_weight: float | None = None,
     ) -> None:
         super().__init__(temperature, memory_bank_size, gather_distributed, negative_weight)
         self.hard_negatives = check_hard_negatives(hard_negatives)
