@@ -157,7 +157,9 @@ class TemperatureAnalysis(Callback):
         return self._generate_state_key(
             every_n_epochs=self.every_n_epochs,
             every_n_steps=self.every_n_steps,
+            max_samples=self.max_samples,
             metrics=self.metrics,
+            seed=self.seed,
         )
 
     # --- Lightning hooks -----------------------------------------------------------------
@@ -238,14 +240,18 @@ class TemperatureAnalysis(Callback):
 
     def _embed(self, trainer: Trainer, pl_module: LightningModule):
         world_size, rank = trainer.world_size, trainer.global_rank
-        batches, sharded = iterate_probe(self._probe, self.max_samples, self.seed, rank, world_size)
         forward_context = getattr(trainer.precision_plugin, "forward_context", None)
         forward_context = forward_context or contextlib.nullcontext
         modes = {module: module.training for module in pl_module.modules()}
         pl_module.eval()
         try:
-            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            # Forked RNG: the probe's loader and augmentations leave training's RNG untouched.
+            devices = [pl_module.device] if pl_module.device.type == "cuda" else []
+            with torch.no_grad(), torch.random.fork_rng(devices=devices):
                 torch.manual_seed(self.seed)
+                batches, sharded = iterate_probe(
+                    self._probe, self.max_samples, self.seed, rank, world_size
+                )
                 indices, probe = embed_probe(
                     batches, pl_module, self.embed, pl_module.device, forward_context
                 )
@@ -342,17 +348,17 @@ def _tolerance_or_nan(z: Tensor, labels: Tensor) -> float:
 
 
 def _val_loader(trainer: Trainer) -> Any | None:
+    """The trainer's first validation loader, also when Lightning has not loaded it.
+
+    Lightning loads validation loaders only for modules with a ``validation_step`` (Lightly's
+    SimCLR examples have none): then the loader is requested from its source directly.
+    """
     loaders = trainer.val_dataloaders
     if loaders is None:
-        # Not loaded yet (e.g. no sanity check): load them as the validation loop would.
-        val_loop = trainer.fit_loop.epoch_loop.val_loop
-        if trainer.limit_val_batches != 0:
-            trainer.validating, trainer.training = True, False
-            try:
-                val_loop.setup_data()
-            finally:
-                trainer.validating, trainer.training = False, True
-        loaders = trainer.val_dataloaders
+        val_loop = getattr(trainer.fit_loop.epoch_loop, "val_loop", None)
+        source = getattr(val_loop, "_data_source", None)
+        if source is not None and source.is_defined():
+            loaders = source.dataloader()
     if isinstance(loaders, (list, tuple)):
         return loaders[0] if loaders else None
     if isinstance(loaders, dict):
