@@ -73,7 +73,8 @@ class SmallCNN(nn.Module):
             nn.ReLU(),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
             nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(2 * width * 16, 2 * width),  # 8x8 -> 4x4 maps
         )
 
     def forward(self, x: Tensor) -> Tensor:
