@@ -462,3 +462,25 @@ def test_wandb_histograms_by_duck_typing(monkeypatch):
 def test_digits_helper_is_real_data():
     images, labels = digits_tensors(50)
     assert images.shape == (50, 1, 8, 8) and labels.unique().numel() == 10
+
+
+def test_iterable_probe_takes_the_first_max_samples(tmp_path):
+    from _simclr_digits import TwoViewDigits
+    from torch.utils.data import IterableDataset
+
+    images, labels = digits_tensors(100)
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            dataset = TwoViewDigits(images, labels, augmented=False)
+            return (dataset[i] for i in range(len(dataset)))
+
+    probe = DataLoader(Stream(), batch_size=16)
+    analysis = TemperatureAnalysis(probe, max_samples=40, save_figures=False, save_csv=False)
+    model = TinySimCLR(lr=0.0, batch_norm=False)
+    make_trainer(tmp_path, 1, [analysis], limit_train_batches=1).fit(model, train_loader(128, 64))
+    assert analysis.history[-1]["num_samples"] == 40
+    first40 = DataLoader(TwoViewDigits(images[:40], labels[:40], augmented=False), batch_size=40)
+    assert analysis.history[-1]["uniformity"] == pytest.approx(
+        _direct_metrics(model, first40)["uniformity"], rel=1e-5
+    )
