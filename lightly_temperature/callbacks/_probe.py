@@ -73,7 +73,7 @@ class _SeededSubset(Dataset):
     def __getitem__(self, i: int) -> tuple[int, Any]:
         index = self.indices[i]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed + index)
+            torch.default_generator.manual_seed(self.seed + index)
             return index, self.dataset[index]
 
 

@@ -248,7 +248,7 @@ class TemperatureAnalysis(Callback):
             # Forked RNG: the probe's loader and augmentations leave training's RNG untouched.
             devices = [pl_module.device] if pl_module.device.type == "cuda" else []
             with torch.no_grad(), torch.random.fork_rng(devices=devices):
-                torch.manual_seed(self.seed)
+                torch.default_generator.manual_seed(self.seed)  # CPU only: CUDA RNGs untouched
                 batches, sharded = iterate_probe(
                     self._probe, self.max_samples, self.seed, rank, world_size
                 )
