@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     lightning.add_argument("--devices", type=_devices, default=None, help="e.g. 1, 2 or auto")
     lightning.add_argument("--precision", default=None, help="e.g. 32, bf16-mixed, 16-mixed")
     study.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="CPU threads for torch (default: 1 for the small CNN, torch's default otherwise)",
+    )
+    study.add_argument(
         "--no-progress-bar", action="store_true", help="hide Lightning's per-run progress bar"
     )
 
@@ -206,6 +212,8 @@ def _study_config(args: argparse.Namespace):
         config = replace(config, hard_negatives=args.hard_negatives)
     if args.no_progress_bar:
         config = replace(config, progress_bar=False)
+    if args.threads is not None:
+        config = replace(config, threads=args.threads)
     return config
 
 
@@ -213,11 +221,16 @@ def _run_study(args: argparse.Namespace) -> int:
     from lightly_temperature.study.data import load_study_data
     from lightly_temperature.study.runner import check_losses, run_study
 
-    config = _study_config(args)
-    check_losses(config.losses)  # before loading data: fail fast
-    data = load_study_data(
-        config.data, config.dataset, config.data_dir, config.image_size, config.max_eval_samples
-    )
+    # Everything the user can get wrong is checked here, before any training; errors after
+    # this point are bugs and keep their traceback.
+    try:
+        config = _study_config(args)
+        check_losses(config.losses)
+        data = load_study_data(
+            config.data, config.dataset, config.data_dir, config.image_size, config.max_eval_samples
+        )
+    except (ValueError, FileNotFoundError) as error:
+        raise CLIError(str(error)) from None
     run_study(config, data=data)
     return 0
 
@@ -233,7 +246,10 @@ def _run_explain(args: argparse.Namespace) -> int:
 
     anchors = [args.similarities] if args.similarities else list(SEED_SIMILARITIES)
     temperatures = args.temperatures or list(SEED_TEMPERATURES)
-    results = [explain(s, temperatures, args.hard_negatives) for s in anchors]
+    try:
+        results = [explain(s, temperatures, args.hard_negatives) for s in anchors]
+    except ValueError as error:
+        raise CLIError(str(error)) from None
     print("\n\n".join(format_explanation(r) for r in results))
     if args.plot:
         path = plot_explanation(results, args.plot)
@@ -249,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "study":
             return _run_study(args)
         return _run_explain(args)
-    except (CLIError, ValueError, FileNotFoundError) as error:
+    except CLIError as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -1,8 +1,8 @@
-"""TEMPORARY STAND-IN, to be deleted once issues 3 and 4 are merged into main.
+"""TEMPORARY STAND-IN, to be deleted once issue 3 is merged into main.
 
-Minimal versions of ``lightly_temperature.build_loss``, ``SimCLR``, ``MoCo`` (issue 3) and
-``lightly_temperature.metrics`` (issue 4), just enough for the study to run until the real ones
-land. Nothing outside ``lightly_temperature.study`` may import this module.
+Minimal versions of ``lightly_temperature.build_loss``, ``SimCLR`` and ``MoCo`` (issue 3), just
+enough for the study to run until the real ones land. Nothing outside
+``lightly_temperature.study`` may import this module.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from lightly.models.modules import MoCoProjectionHead, SimCLRProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from lightly_temperature.losses import HardContrastiveLoss, HardSimpleLoss, SimpleLoss
 
@@ -112,37 +111,3 @@ class MoCo(pl.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4)
-
-
-# ---- metrics (issue 4) ----
-
-
-def uniformity_loss(z: Tensor, t: float = 2.0) -> Tensor:
-    z = F.normalize(z.float(), dim=1)
-    return torch.pdist(z, p=2).pow(2).mul(-t).exp().mean().log()
-
-
-def alignment(z0: Tensor, z1: Tensor, alpha: float = 2.0) -> Tensor:
-    z0, z1 = F.normalize(z0.float(), dim=1), F.normalize(z1.float(), dim=1)
-    return (z0 - z1).norm(dim=1).pow(alpha).mean()
-
-
-def tolerance(z: Tensor, labels: Tensor) -> Tensor:
-    z = F.normalize(z.float(), dim=1)
-    sims = z @ z.T
-    same = labels.view(-1, 1) == labels.view(1, -1)
-    same.fill_diagonal_(False)
-    return sims[same].mean()
-
-
-def positive_and_top_negative_similarities(
-    z0: Tensor, z1: Tensor, k: int = 10
-) -> tuple[Tensor, Tensor]:
-    z0, z1 = F.normalize(z0.float(), dim=1), F.normalize(z1.float(), dim=1)
-    n = z0.shape[0]
-    positive = (z0 * z1).sum(dim=1)
-    sims = z0 @ torch.cat([z0, z1]).T
-    idx = torch.arange(n, device=z0.device)
-    sims[idx, idx] = float("-inf")
-    sims[idx, idx + n] = float("-inf")
-    return positive, sims.topk(min(k, 2 * n - 2), dim=1).values

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from lightly_temperature.study import _standin as _metrics  # TEMPORARY: issue 4 metrics
+from lightly_temperature import metrics as _metrics
 from lightly_temperature.study.data import StudyData
 
 
@@ -134,15 +135,20 @@ def evaluate_run(
         model.train(was_training)
 
     with torch.no_grad():
-        positive, negatives = _metrics.positive_and_top_negative_similarities(z0, z1, k=10)
+        # 10 as in the paper's Fig. 8, fewer only for a probe of fewer than 6 samples.
+        k = min(10, 2 * z0.shape[0] - 2)
+        positive, negatives = _metrics.positive_and_top_negative_similarities(z0, z1, k=k)
         metrics = {
             "knn_accuracy": knn_accuracy(
                 train_x, train_y, test_x, test_y, data.num_classes, k=knn_k, t=knn_t
             ),
             "linear_accuracy": linear_accuracy(train_x, train_y, test_x, test_y),
-            "uniformity": -_metrics.uniformity_loss(z).item(),
+            "uniformity": _metrics.uniformity(z).item(),
             "alignment": _metrics.alignment(z0, z1).item(),
-            "tolerance": _metrics.tolerance(z, z_labels).item(),
+            # NaN (not an error) for a probe without two samples of one class.
+            "tolerance": _metrics.tolerance(z, z_labels).item()
+            if torch.bincount(z_labels).max().item() >= 2
+            else math.nan,
             "positive_similarity": positive.mean().item(),
             "top10_negative_similarity": negatives.mean().item(),
         }

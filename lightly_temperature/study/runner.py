@@ -154,6 +154,7 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
     finished = results.finished_keys()
     runs = config.runs()
     title = f"{data.name}, {config.method}"
+    start = time.perf_counter()
     _quiet_lightning()
 
     def report() -> Path:
@@ -172,7 +173,28 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
             rows, output, title, _settings(config, data), list(config.losses), run_files
         )
 
-    start = time.perf_counter()
+    threads = config.threads or (1 if config.backbone == "small_cnn" else None)
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        _run_grid(config, data, runs, finished, results, output, printer)
+    finally:
+        torch.set_num_threads(previous_threads)
+    path = report()
+    printer(f"{len(runs)} runs in {time.perf_counter() - start:.0f}s; report: {path}")
+    return path
+
+
+def _run_grid(
+    config: StudyConfig,
+    data: StudyData,
+    runs: list[RunSpec],
+    finished: set,
+    results: ResultsFile,
+    output: Path,
+    printer: Printer,
+) -> None:
     for i, run in enumerate(runs, 1):
         prefix = f"run {i} of {len(runs)}: {run.describe()}"
         if run.key in finished:
@@ -216,9 +238,6 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
             f"linear {metrics['linear_accuracy']:.3f}, uniformity {metrics['uniformity']:.3f}, "
             f"tolerance {metrics['tolerance']:.3f}"
         )
-    path = report()
-    printer(f"{len(runs)} runs in {time.perf_counter() - start:.0f}s; report: {path}")
-    return path
 
 
 def _row_key(row: dict[str, str]):

@@ -1,0 +1,201 @@
+"""`lightly-temperature study`: a tiny real study on digits, resume, and every bad input."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightly_temperature.cli import main
+from lightly_temperature.study import COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPECTED_COLUMNS = [
+    "method",
+    "loss",
+    "temperature",
+    "hard_negatives",
+    "seed",
+    "epochs",
+    "knn_accuracy",
+    "linear_accuracy",
+    "uniformity",
+    "alignment",
+    "tolerance",
+    "positive_similarity",
+    "top10_negative_similarity",
+    "train_seconds",
+]
+TINY = ["--epochs", "2", "--batch-size", "128", "--no-progress-bar"]
+
+
+def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="") as file:
+        reader = csv.DictReader(file)
+        return list(reader.fieldnames or []), list(reader)
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """Two temperatures x (contrastive, hard contrastive) on digits, 2 epochs each."""
+    output = tmp_path_factory.mktemp("study")
+    args = ["study", "--output", str(output), "--temperatures", "0.1", "1.0"]
+    args += ["--losses", "ntxent", "hard_contrastive", "--hard-negatives", "16"] + TINY
+    torch.manual_seed(0)
+    status = main(args)
+    return output, status
+
+
+def test_tiny_study_writes_results_report_and_plots(tiny_study, capsys):
+    output, status = tiny_study
+    assert status == 0
+    assert list(COLUMNS) == EXPECTED_COLUMNS
+    columns, rows = _rows(output / "results.csv")
+    assert columns == EXPECTED_COLUMNS
+    assert [(r["loss"], float(r["temperature"]), r["hard_negatives"]) for r in rows] == [
+        ("ntxent", 0.1, ""),
+        ("ntxent", 1.0, ""),
+        ("hard_contrastive", 0.1, "16"),
+        ("hard_contrastive", 1.0, "16"),
+    ]
+    for row in rows:
+        assert row["method"] == "simclr" and row["seed"] == "0" and row["epochs"] == "2"
+        values = {c: float(row[c]) for c in EXPECTED_COLUMNS[6:]}
+        assert all(math.isfinite(v) for v in values.values()), row
+        # Two epochs already separate digits far above chance (10 %).
+        assert values["knn_accuracy"] > 0.5 and values["linear_accuracy"] > 0.5
+        assert 0.0 < values["uniformity"] <= 4.1
+        assert 0.0 <= values["alignment"] <= 4.0
+        assert -1.0 <= values["tolerance"] <= 1.0
+        assert -1.0 <= values["positive_similarity"] <= 1.0
+        assert values["train_seconds"] > 0
+
+    report = (output / "report.md").read_text()
+    assert "| loss | metric | τ = 0.1 | τ = 1 |" in report
+    assert "| **Contrastive** | kNN acc. (%) |" in report
+    assert "| **HardContrastive** | kNN acc. (%) |" in report
+    for metric in ("uniformity", "tolerance", "alignment", "linear acc. (%)"):
+        assert f"| {metric} |" in report
+    links = re.findall(r"\]\(([^)]+\.png)\)", report)
+    assert {
+        "accuracy_vs_temperature.png",
+        "uniformity_vs_temperature.png",
+        "tolerance_vs_temperature.png",
+        "summary.png",
+        "similarity_distributions.png",
+    } <= set(links)
+    per_run = [link for link in links if link.startswith("similarities/")]
+    assert len(per_run) == 4
+    for link in links:
+        assert (output / link).read_bytes()[:4] == b"\x89PNG", link
+
+
+def test_rerun_skips_finished_runs_and_adds_only_new_ones(tiny_study, capsys):
+    output, _ = tiny_study
+    before = (output / "results.csv").read_text()
+    capsys.readouterr()
+    args = ["study", "--output", str(output), "--temperatures", "0.1", "1.0"]
+    args += ["--losses", "ntxent", "hard_contrastive", "--hard-negatives", "16"] + TINY
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped") == 4
+    assert "run 4 of 4" in out and "training" not in out
+    assert (output / "results.csv").read_text() == before
+
+    # A larger grid: the finished run is skipped, only the new temperature trains.
+    args = ["study", "--output", str(output), "--temperatures", "0.1", "0.5"]
+    args += ["--losses", "ntxent"] + TINY
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "run 1 of 2: simclr Contrastive tau=0.1 seed=0 epochs=2: already in" in out
+    assert "run 2 of 2: simclr Contrastive tau=0.5 seed=0 epochs=2: training" in out
+    _, rows = _rows(output / "results.csv")
+    assert len(rows) == 5 and before in (output / "results.csv").read_text()
+    # The report covers the grid of the last command only.
+    assert "| loss | metric | τ = 0.1 | τ = 0.5 |" in (output / "report.md").read_text()
+
+
+def test_image_folder_data(tmp_path, capsys):
+    from PIL import Image
+
+    generator = torch.Generator().manual_seed(0)
+    for label, color in (("circles", 220), ("dark", 30)):
+        folder = tmp_path / "images" / label
+        folder.mkdir(parents=True)
+        for i in range(10):
+            pixels = (torch.rand(12, 12, 3, generator=generator) * 40 + color).clamp(0, 255)
+            Image.fromarray(pixels.to(torch.uint8).numpy()).save(folder / f"{i}.png")
+    output = tmp_path / "out"
+    args = ["study", "--data", str(tmp_path / "images"), "--output", str(output)]
+    args += ["--image-size", "8", "--temperatures", "0.5", "--losses", "hard_contrastive"]
+    args += ["--epochs", "1", "--batch-size", "4", "--no-progress-bar"]
+    assert main(args) == 0
+    _, rows = _rows(output / "results.csv")
+    assert len(rows) == 1 and rows[0]["loss"] == "hard_contrastive"
+    assert "data: images (" in (output / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["study", "--data", "{tmp}/missing"], "--data {tmp}/missing: no such folder"),
+        (["study", "--data", "{tmp}/empty"], "--data {tmp}/empty: empty folder"),
+        (["study", "--data", "{tmp}/nosamples"], "--data {tmp}/nosamples: empty folder"),
+        (["study", "--losses", "ntxent", "focal"], "unknown loss 'focal', known: ntxent"),
+        (["study", "--dataset", "imagenet", "--data-dir", "{tmp}"], "--dataset imagenet: unknown"),
+        (["study", "--dataset", "cifar10"], "--dataset cifar10 needs --data-dir PATH"),
+        (["study", "--dataset", "cifar10", "--data-dir", "{tmp}/missing"], "no such folder"),
+        (["study", "--dataset", "svhn", "--data-dir", "{tmp}/empty"], "no svhn files there"),
+        (["study", "--temperatures", "0.5", "0"], "temperature must be > 0, got 0"),
+        (["study", "--temperatures", "-0.1"], "temperature must be > 0, got -0.1"),
+        (["study", "--hard-negatives", "0"], "hard_negatives must be an int >= 1"),
+        (["study", "--epochs", "0"], "expected an integer >= 1, got 0"),
+        (["explain", "--temperatures", "0"], "temperature must be > 0, got 0"),
+        (["explain", "--similarities", "0.5"], "at least one negative"),
+        (["nonsense"], "invalid choice: 'nonsense'"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_one_line(tmp_path, capsys, args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "nosamples" / "a").mkdir(parents=True)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    try:
+        status = main(args)
+    except SystemExit as exit:  # argparse errors
+        status = exit.code
+    assert status == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert message.replace("{tmp}", str(tmp_path)) in err
+    assert err.startswith("lightly-temperature")
+    assert "Traceback" not in captured.err + captured.out
+    assert not (Path.cwd() / "study_output").exists() or "study" not in args[0]
+
+
+def _run_module(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "lightly_temperature", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def test_python_dash_m_reports_bad_input_without_traceback(tmp_path):
+    done = _run_module("study", "--data", str(tmp_path / "nowhere"))
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        == f"lightly-temperature study: error: --data {tmp_path}/nowhere: no such folder"
+    )
