@@ -9,8 +9,8 @@ learned 2-D features are drawn for tau in {0.99, 0.5, 0.05, 0.01, 0.001}, one ro
 into one PNG.
 
 Run:
-    python examples/toy_quadrants.py                      # seed's 10,000 steps, ~1 minute
-    python examples/toy_quadrants.py --quick              # 200 steps, a few seconds
+    python examples/toy_quadrants.py                      # seed's 10,000 steps, 1-2 minutes
+    python examples/toy_quadrants.py --quick              # 100 steps, a few seconds
     python examples/toy_quadrants.py --output quadrants.png --losses contrastive
 """
 
@@ -147,9 +147,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="200 steps (for tests)")
+    parser.add_argument("--quick", action="store_true", help="100 steps (for tests)")
     args = parser.parse_args()
-    steps = 200 if args.quick else args.steps
+    steps = 100 if args.quick else args.steps
     path = run(args.output, tuple(args.losses), tuple(args.temperatures), steps, args.lr, args.seed)
     print(f"saved {path}")
 

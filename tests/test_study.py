@@ -1,0 +1,131 @@
+"""Study building blocks: the grid, resume keys, results file, augmentations, evaluation."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from lightly_temperature.study.config import StudyConfig, paper_preset, parse_hard_negatives
+from lightly_temperature.study.data import DigitsAugment, load_digits_data
+from lightly_temperature.study.evaluate import knn_accuracy, linear_accuracy
+from lightly_temperature.study.models import build_backbone
+from lightly_temperature.study.results import COLUMNS, ResultsFile
+
+
+def test_default_grid_is_contrastive_and_hard_at_four_taus_plus_simple_losses():
+    runs = StudyConfig().runs()
+    grid = [(r.loss, r.temperature, r.hard_negatives) for r in runs]
+    assert grid == [
+        ("ntxent", 0.07, None),
+        ("ntxent", 0.3, None),
+        ("ntxent", 0.7, None),
+        ("ntxent", 1.0, None),
+        ("simple", 1.0, None),
+        ("hard_contrastive", 0.07, 0.0819),
+        ("hard_contrastive", 0.3, 0.0819),
+        ("hard_contrastive", 0.7, 0.0819),
+        ("hard_contrastive", 1.0, 0.0819),
+        ("hard_simple", 1.0, 0.0819),
+    ]
+    assert len({r.name for r in runs}) == len(runs)
+
+
+def test_paper_preset():
+    config = paper_preset(StudyConfig())
+    assert (config.backbone, config.output_dim, config.batch_size) == ("resnet18", 128, 128)
+    assert (config.optimizer, config.lr, config.epochs, config.hard_negatives) == (
+        "sgd",
+        0.03,
+        200,
+        4095,
+    )
+    backbone, dim = build_backbone("resnet18", 3)
+    assert dim == 512 and backbone.conv1.kernel_size == (3, 3) and backbone.conv1.stride == (1, 1)
+    assert backbone(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"temperatures": (0.5, 0.0)}, "temperature"),
+        ({"temperatures": (-1.0,)}, "temperature"),
+        ({"method": "byol"}, "method"),
+        ({"epochs": 0}, "epochs"),
+        ({"hard_negatives": 0}, "hard_negatives"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        StudyConfig(**kwargs)
+
+
+def test_hard_negatives_text_round_trip():
+    assert parse_hard_negatives("42") == 42
+    assert parse_hard_negatives("0.0819") == 0.0819
+    assert parse_hard_negatives("") is None and parse_hard_negatives("none") is None
+    with pytest.raises(ValueError, match="hard_negatives"):
+        parse_hard_negatives("many")
+
+
+def test_results_file_appends_and_knows_finished_runs(tmp_path):
+    results = ResultsFile(tmp_path / "results.csv")
+    run = StudyConfig(temperatures=(0.3,), losses=("hard_contrastive",), epochs=7).runs()[0]
+    assert results.finished_keys() == set()
+    row = {c: 0.5 for c in COLUMNS[6:]}
+    row.update(method="simclr", loss="hard_contrastive", temperature=0.3, seed=0, epochs=7)
+    row["hard_negatives"] = "0.0819"
+    results.append(row)
+    results.append({**row, "temperature": 1.0})
+    with (tmp_path / "results.csv").open() as file:
+        assert next(csv.reader(file)) == list(COLUMNS)
+    assert run.key in results.finished_keys()
+    # Another epoch count or K is another run.
+    other = StudyConfig(temperatures=(0.3,), losses=("hard_contrastive",), epochs=8).runs()[0]
+    assert other.key not in results.finished_keys()
+    other_k = StudyConfig(
+        temperatures=(0.3,), losses=("hard_contrastive",), epochs=7, hard_negatives=16
+    ).runs()[0]
+    assert other_k.key not in results.finished_keys()
+    with pytest.raises(ValueError, match="unknown results columns"):
+        results.append({"accuracy": 1.0})
+
+
+def test_results_file_rejects_a_foreign_csv(tmp_path):
+    (tmp_path / "results.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a study results file"):
+        ResultsFile(tmp_path / "results.csv").rows()
+
+
+def test_digits_data_and_augment():
+    data = load_digits_data()
+    assert len(data.train_plain) + len(data.test_plain) == 1797
+    train_labels = torch.stack([y for _, y in data.train_plain])
+    test_labels = torch.stack([y for _, y in data.test_plain])
+    assert set(train_labels.tolist()) == set(test_labels.tolist()) == set(range(10))
+    (x0, x1), labels = next(iter(data.train_loader(batch_size=64, seed=0)))
+    assert x0.shape == x1.shape == (64, 1, 8, 8) and labels.shape == (64,)
+    assert not torch.equal(x0, x1)  # two different views
+    images = torch.stack([x for x, _ in data.test_plain][:64])
+    torch.manual_seed(0)
+    views = DigitsAugment()(images)
+    assert views.shape == images.shape and torch.isfinite(views).all()
+    # Views change the image but stay closer to it than to other images, on average.
+    flat_v, flat_x = F.normalize(views.flatten(1), dim=1), F.normalize(images.flatten(1), dim=1)
+    sims = flat_v @ flat_x.T
+    assert sims.diagonal().mean() < 0.95
+    assert sims.diagonal().mean() > sims.mean() + 0.1
+
+
+def test_knn_and_linear_accuracy_on_separable_features():
+    generator = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 16, generator=generator) * 5
+    labels = torch.arange(4).repeat(50)
+    features = centers[labels] + torch.randn(200, 16, generator=generator)
+    assert knn_accuracy(features[:160], labels[:160], features[160:], labels[160:], 4) == 1.0
+    assert linear_accuracy(features[:160], labels[:160], features[160:], labels[160:]) == 1.0
+    # Labels carrying no information give about chance accuracy.
+    shuffled = labels[torch.randperm(200, generator=generator)]
+    assert knn_accuracy(features[:160], shuffled[:160], features[160:], shuffled[160:], 4) < 0.6
