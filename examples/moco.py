@@ -128,6 +128,8 @@ def main(argv=None):
     )
     devices = int(args.devices) if args.devices.isdigit() else args.devices
     distributed = isinstance(devices, int) and devices > 1
+    # SyncBatchNorm (Lightly's distributed examples) works on GPUs only
+    sync_batchnorm = distributed and args.accelerator != "cpu" and torch.cuda.is_available()
     trainer = pl.Trainer(
         max_epochs=epochs,
         limit_train_batches=3 if args.quick else None,
@@ -135,7 +137,7 @@ def main(argv=None):
         accelerator=args.accelerator,
         precision=args.precision,
         strategy="ddp" if distributed else "auto",
-        sync_batchnorm=distributed,
+        sync_batchnorm=sync_batchnorm,
         logger=not args.quick,
         enable_checkpointing=not args.quick,
     )

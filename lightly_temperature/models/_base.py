@@ -67,13 +67,18 @@ def two_views(batch: Any) -> tuple[Tensor, Tensor]:
         or len(views) != 2
         or not all(isinstance(v, Tensor) for v in views)
     ):
-        got = type(views).__name__
-        if isinstance(views, (list, tuple)):
-            got += f" of {len(views)} items ({', '.join(type(v).__name__ for v in views)})"
+        if not isinstance(batch, (list, tuple)):
+            got = f"a batch of type {type(batch).__name__}"
+        elif not batch:
+            got = "an empty batch"
+        else:
+            got = f"batch[0] = {type(views).__name__}"
+            if isinstance(views, (list, tuple)):
+                got += f" of {len(views)} items ({', '.join(type(v).__name__ for v in views)})"
         raise ValueError(
             "expected a Lightly-shaped batch (views, labels[, filenames]) whose views are a "
             "list of two image tensors, as from LightlyDataset with SimCLRTransform or "
-            f"lightly_temperature.data.digits_dataset; got batch[0] = {got}"
+            f"lightly_temperature.data.digits_dataset; got {got}"
         )
     return views[0], views[1]
 
