@@ -35,7 +35,7 @@ from lightly_temperature.models import SmallCNN
 
 class MoCo(pl.LightningModule):
     def __init__(self, backbone, feature_dim, hidden_dim=512, output_dim=128, lr=0.06,
-                 max_epochs=10):
+                 max_epochs=10, bank_entries=4096):
         super().__init__()
         self.backbone = backbone
         self.projection_head = MoCoProjectionHead(feature_dim, hidden_dim, output_dim)
@@ -47,7 +47,7 @@ class MoCo(pl.LightningModule):
         deactivate_requires_grad(self.projection_head_momentum)
 
         self.criterion = NTXentLoss(
-            temperature=0.2, memory_bank_size=(4096, output_dim), gather_distributed=True
+            temperature=0.2, memory_bank_size=(bank_entries, output_dim), gather_distributed=True
         )
         self.lr = lr
         self.max_epochs = max_epochs
@@ -104,16 +104,19 @@ def main(argv=None):
         dataset = digits_dataset(views=2)
         backbone = SmallCNN(in_channels=1, width=32)
         feature_dim, hidden_dim = backbone.feature_dim, 256
+        # Fewer bank entries than images: older keys of the same image must not pose as
+        # (hard) negatives. Lightly's 4096 suits CIFAR's 50,000 images.
+        bank_entries = 1024
         epochs, batch_size = args.epochs or 20, args.batch_size or 256
     else:  # Lightly's example: ResNet-18 and MoCoV2Transform on a folder of images
         resnet = torchvision.models.resnet18()
         backbone = nn.Sequential(*list(resnet.children())[:-1])
-        feature_dim, hidden_dim = 512, 512
+        feature_dim, hidden_dim, bank_entries = 512, 512, 4096
         dataset = LightlyDataset(args.path, transform=MoCoV2Transform(input_size=args.input_size))
         epochs, batch_size = args.epochs or 10, args.batch_size or 64
     epochs = 1 if args.quick else epochs
 
-    model = MoCo(backbone, feature_dim, hidden_dim, max_epochs=epochs)
+    model = MoCo(backbone, feature_dim, hidden_dim, max_epochs=epochs, bank_entries=bank_entries)
     # The one-line change: NTXentLoss -> the hard contrastive loss, settings carried over.
     hard_negatives = {"hard_negatives": _k(args.hard_negatives)} if "hard" in args.loss else {}
     model = use_loss(model, args.loss, **hard_negatives)

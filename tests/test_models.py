@@ -182,3 +182,12 @@ def test_batches_not_shaped_like_lightly_datasets(batch, got):
     model = tiny(SimCLR, "hard_contrastive")
     with pytest.raises(ValueError, match=f"Lightly-shaped batch.*; got {got}"):
         model.training_step(batch, 0)
+
+
+@pytest.mark.parametrize("cls", [SimCLR, MoCo])
+def test_bf16_mixed_precision(cls):
+    """What a GPU run with --precision bf16-mixed does, on the CPU: bf16 embeddings, the loss
+    computed in float32 by the package's losses."""
+    check = CheckOutputs()
+    fit(tiny(cls, "hard_contrastive"), steps=2, callbacks=[check], precision="bf16-mixed")
+    assert len(check.losses) == 2 and all(torch.isfinite(torch.tensor(check.losses)))
