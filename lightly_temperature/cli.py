@@ -108,7 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED")
     study.add_argument("--epochs", type=_positive_int, default=None)
     study.add_argument("--batch-size", type=_positive_int, default=None)
+    study.add_argument(
+        "--optimizer",
+        choices=("adamw", "sgd"),
+        default=None,
+        help="adamw (default on digits) or sgd (the SimCLR/MoCo modules' own, momentum 0.9)",
+    )
     study.add_argument("--lr", type=_positive_float, default=None, help="learning rate")
+    study.add_argument("--weight-decay", type=float, default=None)
     data = study.add_argument_group("data (default: scikit-learn's embedded digits)")
     data.add_argument(
         "--data", default=None, metavar="PATH", help="image folder, one subfolder per class"
@@ -197,6 +204,8 @@ def _study_config(args: argparse.Namespace):
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
+        "optimizer": args.optimizer,
+        "weight_decay": args.weight_decay,
         "data": args.data,
         "dataset": args.dataset,
         "data_dir": args.data_dir,

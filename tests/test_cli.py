@@ -148,7 +148,7 @@ def test_image_folder_data(tmp_path, capsys):
         (["study", "--data", "{tmp}/missing"], "--data {tmp}/missing: no such folder"),
         (["study", "--data", "{tmp}/empty"], "--data {tmp}/empty: empty folder"),
         (["study", "--data", "{tmp}/nosamples"], "--data {tmp}/nosamples: empty folder"),
-        (["study", "--losses", "ntxent", "focal"], "unknown loss 'focal', known: ntxent"),
+        (["study", "--losses", "ntxent", "focal"], "unknown loss 'focal', known: hard_contrastive"),
         (["study", "--dataset", "imagenet", "--data-dir", "{tmp}"], "--dataset imagenet: unknown"),
         (["study", "--dataset", "cifar10"], "--dataset cifar10 needs --data-dir PATH"),
         (["study", "--dataset", "cifar10", "--data-dir", "{tmp}/missing"], "no such folder"),

@@ -25,6 +25,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from lightly_temperature.data import load_digits_tensors
+
 #: ``--dataset`` names and the torchvision class reading their local files.
 TORCHVISION_DATASETS = ("cifar10", "cifar100", "svhn")
 
@@ -198,15 +200,12 @@ def load_digits_data(test_fraction: float = 0.2, split_seed: int = 0) -> StudyDa
     scikit-learn: a stratified 80/20 train/test split, pixels scaled to [0, 1], batched
     :class:`DigitsAugment` views."""
     try:
-        from sklearn.datasets import load_digits
+        images, labels = load_digits_tensors()
     except ImportError as error:  # pragma: no cover - scikit-learn is in the "study" extra
         raise StudyDataError(
             "the embedded digits data set needs scikit-learn: "
             "pip install 'lightly-temperature[study]'"
         ) from error
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    labels = torch.tensor(digits.target, dtype=torch.long)
     train_index, test_index = _stratified_split(labels, test_fraction, split_seed)
     train = TensorDataset(images[train_index], labels[train_index])
     test = TensorDataset(images[test_index], labels[test_index])

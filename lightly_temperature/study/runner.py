@@ -17,7 +17,8 @@ from typing import Any, Callable
 import pytorch_lightning as pl
 import torch
 
-from lightly_temperature.study import _standin  # TEMPORARY: issue 3 SimCLR / MoCo / build_loss
+from lightly_temperature.models import MoCo, SimCLR
+from lightly_temperature.registry import available_losses
 from lightly_temperature.study.config import (
     HARD_LOSSES,
     TEMPERATURE_FREE_LOSSES,
@@ -39,44 +40,43 @@ from lightly_temperature.study.results import ResultsFile
 Printer = Callable[[str], None]
 
 
-def known_losses() -> list[str]:
-    """Names ``--losses`` accepts (the loss registry's)."""
-    return list(_standin.registered_losses())
-
-
 def check_losses(losses) -> None:
-    known = known_losses()
+    """Every name must be in the loss registry (built-in, registered or a plugin's)."""
+    known = available_losses()
     for loss in losses:
         if loss not in known:
             raise ValueError(f"unknown loss {loss!r}, known: {', '.join(known)}")
 
 
 def build_module(config: StudyConfig, run: RunSpec, data: StudyData) -> pl.LightningModule:
-    """The SimCLR or MoCo LightningModule of one run, with the study's optimizer."""
+    """The package's SimCLR or MoCo LightningModule of one run."""
     backbone, feature_dim = build_backbone(config.backbone, data.in_channels)
     loss_kwargs: dict[str, Any] = {"temperature": run.temperature}
     if run.loss in HARD_LOSSES:
         loss_kwargs["hard_negatives"] = run.hard_negatives
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         backbone=backbone,
         feature_dim=feature_dim,
-        loss=run.loss,
         hidden_dim=config.hidden_dim,
         output_dim=config.output_dim,
+        loss=run.loss,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        max_epochs=run.epochs,
         **loss_kwargs,
     )
     if config.method == "moco":
-        module = _standin.MoCo(
-            memory_bank_size=(config.memory_bank_size, config.output_dim), **kwargs
-        )
+        module: pl.LightningModule = MoCo(memory_bank_size=config.memory_bank_size, **kwargs)
     else:
-        module = _standin.SimCLR(**kwargs)
-    _set_optimizer(module, config)
+        module = SimCLR(**kwargs)
+    if config.optimizer != "sgd" or config.lr_milestones:
+        _set_optimizer(module, config)
     return module
 
 
 def _set_optimizer(module: pl.LightningModule, config: StudyConfig) -> None:
-    """Replaces the module's ``configure_optimizers`` with the study's optimizer settings."""
+    """Replaces the module's optimizer (SGD, cosine decay) by AdamW, or its schedule by the
+    paper's step decay (x0.1 at ``lr_milestones``)."""
 
     def configure_optimizers():
         params = [p for p in module.parameters() if p.requires_grad]
