@@ -199,3 +199,35 @@ def test_python_dash_m_reports_bad_input_without_traceback(tmp_path):
         done.stderr.strip()
         == f"lightly-temperature study: error: --data {tmp_path}/nowhere: no such folder"
     )
+
+
+def test_moco_method_trains_with_a_memory_bank(tmp_path, capsys):
+    output = tmp_path / "moco"
+    args = ["study", "--method", "moco", "--output", str(output), "--temperatures", "0.2"]
+    args += ["--losses", "hard_contrastive", "--hard-negatives", "64"] + TINY
+    assert main(args) == 0
+    _, rows = _rows(output / "results.csv")
+    assert [(r["method"], r["loss"], r["hard_negatives"]) for r in rows] == [
+        ("moco", "hard_contrastive", "64")
+    ]
+    assert math.isfinite(float(rows[0]["uniformity"]))
+
+
+def test_paper_preset_and_overrides():
+    from lightly_temperature.cli import _study_config, build_parser
+
+    args = build_parser().parse_args(
+        ["study", "--preset", "paper", "--epochs", "3", "--accelerator", "gpu", "--devices", "2"]
+    )
+    config = _study_config(args)
+    assert (config.backbone, config.batch_size, config.lr, config.hard_negatives) == (
+        "resnet18",
+        128,
+        0.03,
+        4095,
+    )
+    assert (config.output_dim, config.method, config.optimizer) == (128, "moco", "sgd")
+    assert config.epochs == 3  # an explicit option wins over the preset
+    assert (config.accelerator, config.devices, config.precision) == ("gpu", 2, None)
+    default = _study_config(build_parser().parse_args(["study"]))
+    assert (default.output, default.backbone, default.epochs) == ("study_output", "small_cnn", 50)

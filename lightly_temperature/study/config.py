@@ -145,7 +145,7 @@ class StudyConfig:
     backbone: str = "small_cnn"
     hidden_dim: int = 128
     output_dim: int = 128
-    memory_bank_size: int = 4096
+    memory_bank_size: int = 1024  # MoCo bank entries (digits: 1,437 train images)
     # data
     data: str | None = None
     dataset: str | None = None
