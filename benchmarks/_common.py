@@ -20,8 +20,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence
+from typing import Callable
 
 import torch
 
@@ -35,14 +36,15 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_interleaved(
-    fns: Dict[str, Callable[[], object]],
+    fns: dict[str, Callable[[], object]],
     repeats: int,
     warmup: int = 1,
-    device: torch.device = torch.device("cpu"),
-) -> Dict[str, List[float]]:
+    device: torch.device | None = None,
+) -> dict[str, list[float]]:
     """Seconds per call of each function, ``repeats`` samples each, interleaved by repeat."""
+    device = device or torch.device("cpu")
     names = list(fns)
-    times: Dict[str, List[float]] = {name: [] for name in names}
+    times: dict[str, list[float]] = {name: [] for name in names}
     for rep in range(warmup + repeats):
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:
@@ -59,7 +61,7 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-def paired_ratio(times: Dict[str, List[float]], name: str, reference: str) -> float:
+def paired_ratio(times: dict[str, list[float]], name: str, reference: str) -> float:
     """Median over repeats of ``time(name) / time(reference)`` measured in the same repeat."""
     return median([a / b for a, b in zip(times[name], times[reference])])
 
@@ -102,7 +104,10 @@ def machine_description(device: torch.device) -> str:
     if device.type == "cuda":
         hw = f"GPU {torch.cuda.get_device_name(device)}"
     else:
-        hw = f"CPU {cpu_name()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}"
+        hw = (
+            f"CPU {cpu_name()}, {os.cpu_count()} logical cores, "
+            f"torch threads {torch.get_num_threads()}"
+        )
     return (
         f"{hw}; Python {platform.python_version()}, torch {torch.__version__}, "
         f"{platform.system()} {platform.release()}"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable
 
 import torch
 from lightly.loss import NTXentLoss
@@ -49,7 +49,7 @@ MOCO_HARD_TARGET = 1.05
 MEMORY_TARGET = 1.0
 
 
-def make_losses(bank: int, dim: int, k: object) -> Dict[str, torch.nn.Module]:
+def make_losses(bank: int, dim: int, k: object) -> dict[str, torch.nn.Module]:
     size = (bank, dim) if bank else 0
     return {
         REFERENCE: NTXentLoss(temperature=0.5, memory_bank_size=size),
@@ -70,7 +70,7 @@ def loss_step(loss_fn: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Cal
 
 
 def floor_step(
-    x: torch.Tensor, y: torch.Tensor, bank: Optional[torch.Tensor]
+    x: torch.Tensor, y: torch.Tensor, bank: torch.Tensor | None
 ) -> Callable[[], None]:
     """The similarity product alone: (2N, d) @ (d, 2N) (SimCLR) or (N, d) @ (d, bank) (MoCo)."""
     if bank is None:
@@ -90,12 +90,12 @@ def floor_step(
 
 def run_config(
     mode: str, batch: int, dim: int, bank: int, k: object, repeats: int, device: torch.device
-) -> Tuple[Dict[str, List[float]], Dict[str, int]]:
+) -> tuple[dict[str, list[float]], dict[str, int]]:
     torch.manual_seed(0)
     x = torch.randn(batch, dim, device=device, requires_grad=True)
     y = torch.randn(batch, dim, device=device, requires_grad=True)
     losses = {name: loss.to(device) for name, loss in make_losses(bank, dim, k).items()}
-    steps: Dict[str, Callable[[], None]] = {
+    steps: dict[str, Callable[[], None]] = {
         name: loss_step(loss, x, y) for name, loss in losses.items()
     }
     bank_tensor = torch.randn(dim, bank, device=device) if bank else None
@@ -114,7 +114,7 @@ def describe_k(mode: str, batch: int, k: object) -> str:
     return str(k)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, no docs (smoke test)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per loss")
@@ -184,8 +184,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def target_verdicts(
-    mode: str, setting: str, times: Dict[str, List[float]], memory: Dict[str, int]
-) -> List[str]:
+    mode: str, setting: str, times: dict[str, list[float]], memory: dict[str, int]
+) -> list[str]:
     out = []
 
     def verdict(name: str, target: float) -> str:

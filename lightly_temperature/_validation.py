@@ -14,7 +14,9 @@ def check_temperature(temperature: float, name: str = "temperature") -> float:
     """Returns ``temperature`` if it is a finite number > 0, else raises ``ValueError``."""
     if isinstance(temperature, Tensor):
         if temperature.numel() != 1:
-            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(temperature.shape)}")
+            raise ValueError(
+                f"{name} must be a scalar, got a tensor of shape {tuple(temperature.shape)}"
+            )
         # A tensor temperature (e.g. learnable) is not read back to the host here: that would
         # synchronise the device on every step.
         return temperature  # type: ignore[return-value]
@@ -30,7 +32,9 @@ def check_hard_negatives(hard_negatives: HardNegatives) -> HardNegatives:
     if hard_negatives is None:
         return None
     if isinstance(hard_negatives, bool):
-        raise ValueError(f"hard_negatives must be None, an int >= 1 or a float in (0, 1], got {hard_negatives!r}")
+        raise ValueError(
+            f"hard_negatives must be None, an int >= 1 or a float in (0, 1], got {hard_negatives!r}"
+        )
     if isinstance(hard_negatives, int):
         if hard_negatives < 1:
             raise ValueError(f"hard_negatives must be an int >= 1 (K), got {hard_negatives!r}")

@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Union
 
 import torch
 from torch import Tensor
@@ -56,7 +56,7 @@ def _check_shapes(positive: Tensor, negatives: Tensor) -> None:
         )
 
 
-def top_k_negatives(negatives: Tensor, k: int, num_negatives: Optional[int] = None) -> Tensor:
+def top_k_negatives(negatives: Tensor, k: int, num_negatives: int | None = None) -> Tensor:
     """The ``k`` largest negatives of each row (clamped to the negatives available), sorted."""
     available = negatives.shape[1] if num_negatives is None else num_negatives
     k = resolve_hard_negatives(int(k), available)
@@ -71,7 +71,7 @@ def info_nce_from_logits(
     positive_logits: Tensor,
     negative_logits: Tensor,
     hard_negatives: HardNegatives = None,
-    num_negatives: Optional[int] = None,
+    num_negatives: int | None = None,
 ) -> Tensor:
     """Per-anchor InfoNCE loss from logits (similarities already divided by tau).
 
@@ -91,7 +91,7 @@ def contrastive_loss(
     negatives: Tensor,
     temperature: Temperature = 0.5,
     hard_negatives: HardNegatives = None,
-    num_negatives: Optional[int] = None,
+    num_negatives: int | None = None,
     reduction: str = "mean",
 ) -> Tensor:
     """Contrastive (InfoNCE) loss, or the hard contrastive loss when ``hard_negatives`` is set.
@@ -129,9 +129,9 @@ def simple_loss(
     positive: Tensor,
     negatives: Tensor,
     hard_negatives: HardNegatives = None,
-    negative_weight: Optional[float] = None,
+    negative_weight: float | None = None,
     temperature: Temperature = 1.0,
-    num_negatives: Optional[int] = None,
+    num_negatives: int | None = None,
     reduction: str = "mean",
 ) -> Tensor:
     """The paper's Simple loss, or HardSimple when ``hard_negatives`` is set.
@@ -161,8 +161,8 @@ def simple_from_similarities(
     positive: Tensor,
     negatives: Tensor,
     hard_negatives: HardNegatives = None,
-    negative_weight: Optional[float] = None,
-    num_negatives: Optional[int] = None,
+    negative_weight: float | None = None,
+    num_negatives: int | None = None,
 ) -> Tensor:
     """Per-anchor ``-s_ii + lambda * sum_k s_ik`` without argument checks (see simple_loss)."""
     available = negatives.shape[1] if num_negatives is None else num_negatives

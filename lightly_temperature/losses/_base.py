@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
 
 import torch
 from lightly.models.modules.memory_bank import MemoryBankModule
@@ -35,7 +35,7 @@ class SimilarityBatch:
     positive: Tensor
     negatives: Tensor
     num_negatives: int
-    temperature: Union[float, Tensor]
+    temperature: float | Tensor
 
     def detach(self) -> SimilarityBatch:
         return SimilarityBatch(
@@ -61,10 +61,10 @@ class PairLayout:
     anchors: Tensor
     candidates: Tensor
     positive: Tensor
-    self_col: Optional[Tensor]
-    pos_col: Optional[Tensor]
+    self_col: Tensor | None
+    pos_col: Tensor | None
     num_negatives: int
-    temperature: Union[float, Tensor]
+    temperature: float | Tensor
 
 
 class PairwiseLoss(nn.Module):
@@ -84,7 +84,7 @@ class PairwiseLoss(nn.Module):
     def __init__(
         self,
         temperature: float = 0.5,
-        memory_bank_size: Union[int, Sequence[int]] = 0,
+        memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
         hard_negatives: HardNegatives = None,
     ) -> None:
@@ -102,14 +102,14 @@ class PairwiseLoss(nn.Module):
         #: When True, the similarities of the last call are kept (detached) in
         #: ``last_similarities`` for callbacks such as ``HardnessMonitor``; no extra compute.
         self.store_similarities = False
-        self.last_similarities: Optional[SimilarityBatch] = None
+        self.last_similarities: SimilarityBatch | None = None
 
     @property
-    def temperature(self) -> Union[float, Tensor]:
+    def temperature(self) -> float | Tensor:
         return self._temperature
 
     @temperature.setter
-    def temperature(self, value: Union[float, Tensor]) -> None:
+    def temperature(self, value: float | Tensor) -> None:
         # A plain attribute that schedules may change between steps, checked on every change.
         self._temperature = check_temperature(value)
 
@@ -141,7 +141,7 @@ class PairwiseLoss(nn.Module):
                 loss = self.loss_from_similarities(batch)
             return loss.mean()
 
-    def _fused_loss(self, layout: PairLayout) -> Optional[Tensor]:
+    def _fused_loss(self, layout: PairLayout) -> Tensor | None:
         """Per-anchor losses computed without materialising a :class:`SimilarityBatch`.
 
         Subclasses return ``None`` to fall back to :meth:`loss_from_similarities`; when

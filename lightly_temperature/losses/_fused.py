@@ -19,8 +19,6 @@ No host synchronisation: every shape is known from the arguments.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -37,14 +35,14 @@ class _ReduceSimilarities(torch.autograd.Function):
         ctx,
         query: Tensor,
         candidates: Tensor,
-        excluded: Optional[Tensor],
-        k: Optional[int],
+        excluded: Tensor | None,
+        k: int | None,
         kind: str,
-    ) -> Tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor]:
         logits = query @ candidates.T
         if excluded is not None:
             logits.scatter_(1, excluded, float("-inf"))
-        index: Optional[Tensor] = None
+        index: Tensor | None = None
         if k is None:
             if kind != LOGSUMEXP:
                 raise ValueError(f"kind={kind!r} over all columns is not supported")
@@ -70,7 +68,7 @@ class _ReduceSimilarities(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_out: Tensor, _grad_logits: Optional[Tensor]):  # type: ignore[override]
+    def backward(ctx, grad_out: Tensor, _grad_logits: Tensor | None):  # type: ignore[override]
         query, candidates, weights, index = ctx.saved_tensors
         if grad_out is None:
             return None, None, None, None, None
@@ -90,10 +88,10 @@ class _ReduceSimilarities(torch.autograd.Function):
 def reduce_similarities(
     query: Tensor,
     candidates: Tensor,
-    excluded: Optional[Tensor] = None,
-    k: Optional[int] = None,
+    excluded: Tensor | None = None,
+    k: int | None = None,
     kind: str = LOGSUMEXP,
-) -> Tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor]:
     """Per-row reduction of ``L = query @ candidates.T`` and the (detached) matrix ``L`` itself.
 
     Args:

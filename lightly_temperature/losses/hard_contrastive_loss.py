@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -48,13 +48,13 @@ class HardContrastiveLoss(PairwiseLoss):
     def __init__(
         self,
         temperature: float = 0.5,
-        memory_bank_size: Union[int, Sequence[int]] = 0,
+        memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
         hard_negatives: HardNegatives = PAPER_ALPHA,
     ) -> None:
         super().__init__(temperature, memory_bank_size, gather_distributed, hard_negatives)
 
-    def _fused_loss(self, layout: PairLayout) -> Optional[Tensor]:
+    def _fused_loss(self, layout: PairLayout) -> Tensor | None:
         # 1/tau is folded into the (A, d) anchors, not applied to the (A, C) logits.
         k = resolve_hard_negatives(self.hard_negatives, layout.num_negatives)
         hard = k < layout.num_negatives

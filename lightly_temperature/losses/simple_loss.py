@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -42,16 +42,16 @@ class SimpleLoss(PairwiseLoss):
     def __init__(
         self,
         temperature: float = 1.0,
-        memory_bank_size: Union[int, Sequence[int]] = 0,
+        memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
-        negative_weight: Optional[float] = None,
+        negative_weight: float | None = None,
     ) -> None:
         super().__init__(temperature, memory_bank_size, gather_distributed, hard_negatives=None)
         if negative_weight is not None:
             negative_weight = check_temperature(negative_weight, name="negative_weight")
         self.negative_weight = negative_weight
 
-    def _fused_loss(self, layout: PairLayout) -> Optional[Tensor]:
+    def _fused_loss(self, layout: PairLayout) -> Tensor | None:
         k = resolve_hard_negatives(self.hard_negatives, layout.num_negatives)
         weight = 1.0 / k if self.negative_weight is None else self.negative_weight
         if k < layout.num_negatives:
@@ -100,10 +100,10 @@ class HardSimpleLoss(SimpleLoss):
     def __init__(
         self,
         temperature: float = 1.0,
-        memory_bank_size: Union[int, Sequence[int]] = 0,
+        memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
         hard_negatives: HardNegatives = PAPER_ALPHA,
-        negative_weight: Optional[float] = None,
+        negative_weight: float | None = None,
     ) -> None:
         super().__init__(temperature, memory_bank_size, gather_distributed, negative_weight)
         self.hard_negatives = check_hard_negatives(hard_negatives)

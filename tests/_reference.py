@@ -1,0 +1,37 @@
+"""Naive reference implementations written from the paper's formulas, for the tests."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def naive_simclr_pairs(out0: Tensor, out1: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Per-anchor positive and negative similarities in Lightly's SimCLR layout, by loops.
+
+    Anchors are the rows of out0 then out1; negatives of anchor i are all other samples in both
+    views except the anchor itself and its positive (2N - 2 negatives).
+    """
+    z0 = torch.nn.functional.normalize(out0.double(), dim=1)
+    z1 = torch.nn.functional.normalize(out1.double(), dim=1)
+    n = z0.shape[0]
+    views = [z0, z1]
+    positives, negatives = [], []
+    for v in range(2):
+        for i in range(n):
+            anchor = views[v][i]
+            positives.append(anchor @ views[1 - v][i])
+            negs = [anchor @ views[w][j] for w in range(2) for j in range(n) if j != i]
+            negatives.append(torch.stack(negs) if negs else torch.zeros(0, dtype=z0.dtype))
+    return torch.stack(positives), negatives
+
+
+def naive_hard_contrastive(out0: Tensor, out1: Tensor, temperature: float, k: int | None) -> Tensor:
+    positives, negatives = naive_simclr_pairs(out0, out1)
+    losses = []
+    for pos, neg in zip(positives, negatives):
+        if k is not None:
+            neg = neg.sort(descending=True).values[: min(k, neg.numel())]
+        logits = torch.cat([pos.view(1), neg]) / temperature
+        losses.append(torch.logsumexp(logits, 0) - pos / temperature)
+    return torch.stack(losses).mean()
