@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 from torch import Tensor
 
 #: Rows per chunk of the CPU selection: bounds its int64 scratch memory to about 8 MiB.
 _SELECTION_CHUNK_ELEMENTS = 1 << 20
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="lt-topk")
+    return _POOLS[workers]
 
 
 def top_k_indices(values: Tensor, k: int) -> Tensor:
@@ -17,7 +26,9 @@ def top_k_indices(values: Tensor, k: int) -> Tensor:
     arbitrarily, as topk does). On the CPU, NumPy's ``argpartition`` (an introselect, SIMD
     accelerated on recent NumPy) is 3 to 5 times faster than ``torch.topk``, which copies every
     row into a vector of (value, index) pairs before its selection; rows are processed in chunks
-    so that its scratch memory stays small. Elsewhere (CUDA), ``torch.topk``. Not differentiable:
+    so that its scratch memory stays small, in parallel over ``torch.get_num_threads()`` threads
+    (NumPy releases the GIL while it partitions), as ``torch.topk`` parallelises over rows.
+    Elsewhere (CUDA), ``torch.topk``. Not differentiable:
     gather the values with ``values.gather(1, index)`` for a gradient that is exactly zero
     outside the top k.
     """
@@ -27,7 +38,16 @@ def top_k_indices(values: Tensor, k: int) -> Tensor:
     array = values.detach().contiguous().numpy()
     out = np.empty((array.shape[0], k), dtype=np.int64)
     rows = max(1, _SELECTION_CHUNK_ELEMENTS // max(1, n))
-    for start in range(0, array.shape[0], rows):
+    starts = range(0, array.shape[0], rows)
+
+    def select(start: int) -> None:
         chunk = array[start : start + rows]
         out[start : start + rows] = np.argpartition(chunk, n - k, axis=1)[:, n - k :]
+
+    workers = min(torch.get_num_threads(), len(starts))
+    if workers > 1:
+        list(_pool(workers).map(select, starts))
+    else:
+        for start in starts:
+            select(start)
     return torch.from_numpy(out)

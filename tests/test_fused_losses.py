@@ -13,12 +13,18 @@ from lightly_temperature.losses._fused import LOGSUMEXP, SUM, reduce_similaritie
 
 @pytest.mark.parametrize("shape, k", [((7, 50), 1), ((7, 50), 13), ((40, 300), 24), ((3, 9), 8)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_top_k_indices_select_the_same_set_as_topk(monkeypatch, shape, k, dtype):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_top_k_indices_select_the_same_set_as_topk(monkeypatch, shape, k, dtype, threads):
     monkeypatch.setattr(_selection, "_SELECTION_CHUNK_ELEMENTS", 100)  # several chunks
     torch.manual_seed(k)
     values = torch.randn(*shape, dtype=dtype)
     values[:, 0] = float("-inf")  # excluded entries are never selected while k < finite
-    index = _selection.top_k_indices(values, k)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # 2: chunks are selected in a thread pool
+    try:
+        index = _selection.top_k_indices(values, k)
+    finally:
+        torch.set_num_threads(before)
     assert index.shape == (shape[0], k) and index.dtype == torch.int64
     got = values.gather(1, index).sort(dim=1).values
     expected = values.topk(k, dim=1).values.sort(dim=1).values
