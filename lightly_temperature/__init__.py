@@ -3,7 +3,8 @@
 Wang & Liu, "Understanding the Behaviour of Contrastive Loss", CVPR 2021.
 """
 
-from lightly_temperature import functional
+from lightly_temperature import functional, metrics
+from lightly_temperature.callbacks import HardnessMonitor, TemperatureAnalysis
 from lightly_temperature.functional import contrastive_loss, relative_penalties, simple_loss
 from lightly_temperature.losses import (
     PAPER_ALPHA,
@@ -13,6 +14,16 @@ from lightly_temperature.losses import (
     SimilarityBatch,
     SimpleLoss,
 )
+from lightly_temperature.metrics import (
+    alignment,
+    effective_rank,
+    hardness_statistics,
+    positive_and_top_negative_similarities,
+    std_of_l2_normalized,
+    tolerance,
+    uniformity,
+    uniformity_loss,
+)
 
 __version__ = "0.1.0"
 
@@ -20,11 +31,22 @@ __all__ = [
     "PAPER_ALPHA",
     "HardContrastiveLoss",
     "HardSimpleLoss",
+    "HardnessMonitor",
     "PairwiseLoss",
     "SimilarityBatch",
     "SimpleLoss",
+    "TemperatureAnalysis",
+    "alignment",
     "contrastive_loss",
+    "effective_rank",
     "functional",
+    "hardness_statistics",
+    "metrics",
+    "positive_and_top_negative_similarities",
     "relative_penalties",
     "simple_loss",
+    "std_of_l2_normalized",
+    "tolerance",
+    "uniformity",
+    "uniformity_loss",
 ]

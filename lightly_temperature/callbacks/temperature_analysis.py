@@ -1,0 +1,380 @@
+"""TemperatureAnalysis: watch what the temperature does to the embedding while training."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from pytorch_lightning import Callback, LightningModule, Trainer
+from pytorch_lightning.utilities import rank_zero_warn
+from torch import Tensor
+
+from lightly_temperature.callbacks._outputs import (
+    CSVHistory,
+    current_log_step,
+    log_histograms,
+    log_to_loggers,
+    save_similarity_figure,
+)
+from lightly_temperature.callbacks._probe import (
+    EmbedFn,
+    ProbeEmbeddings,
+    check_not_empty,
+    default_embed,
+    embed_probe,
+    gather_probe,
+    iterate_probe,
+)
+from lightly_temperature.metrics import (
+    alignment,
+    effective_rank,
+    positive_and_top_negative_similarities,
+    std_of_l2_normalized,
+    tolerance,
+    uniformity,
+)
+
+#: Metric groups TemperatureAnalysis can compute.
+AVAILABLE_METRICS = (
+    "uniformity",
+    "alignment",
+    "tolerance",
+    "similarities",
+    "effective_rank",
+    "std_of_l2_normalized",
+)
+
+PREFIX = "temperature_analysis/"
+
+
+class TemperatureAnalysis(Callback):
+    """Embeds a probe set every N epochs (or steps) and logs the paper's section 4 metrics.
+
+    Logged through ``pl_module.log`` (so every Lightning logger gets them), as
+    ``temperature_analysis/<name>``:
+
+    - ``uniformity``: ``-L_uniformity`` (t = 2) of the first views, higher = more uniform.
+    - ``alignment``: mean squared distance of the two views' embeddings (needs two views).
+    - ``tolerance``: mean cosine similarity of same-label pairs (needs labels).
+    - ``positive_similarity`` and ``top10_negative_similarity``: means of the paper's Fig. 8
+      distributions (needs two views); their histograms go to TensorBoard / W&B and a PNG
+      figure per evaluation to ``<log_dir>/temperature_analysis/``.
+    - ``effective_rank`` (RankMe) and ``std_of_l2_normalized`` (Lightly's collapse monitor).
+
+    The history is kept in the callback's state (checkpointed) and mirrored in
+    ``<log_dir>/temperature_analysis/history.csv``. Under DDP every rank embeds its share of
+    the probe, the shares are gathered, and files are written by rank zero only.
+
+    Args:
+        dataloader: the probe. Batches like Lightly's data sets: ``(views, labels)`` or
+            ``(views, labels, filenames)``, ``views`` a list of two augmented image tensors or
+            one tensor (then alignment and the similarities are skipped). Default: the
+            trainer's first validation loader.
+        every_n_epochs: evaluate at the end of every N-th training epoch (0 or None: never).
+        every_n_steps: also evaluate every N optimizer steps (None: never). Step-wise values
+            are written directly to the loggers at that step.
+        max_samples: probes larger than this are subsampled with ``seed`` (None: no limit).
+        metrics: which of ``AVAILABLE_METRICS`` to compute.
+        embed: ``embed(pl_module, images) -> embeddings``. Default:
+            ``projection_head(backbone(x))`` when the module has both, else ``pl_module(x)``.
+        top_k: how many hardest negatives per anchor (the paper uses 10).
+        seed: seed of the subsampling and of each probe sample's augmentations.
+        chunk_size: rows per chunk of the pairwise metrics.
+        save_figures: write a PNG per evaluation.
+        save_csv: write the history CSV.
+
+    Example:
+        >>> from pytorch_lightning import Trainer
+        >>> from lightly_temperature import HardnessMonitor, TemperatureAnalysis
+        >>> analysis = TemperatureAnalysis(probe_loader, every_n_epochs=5, max_samples=2048)
+        >>> trainer = Trainer(max_epochs=100, callbacks=[analysis, HardnessMonitor()])
+        >>> trainer.fit(model, train_loader)
+        >>> analysis.history[-1]["uniformity"]
+    """
+
+    def __init__(
+        self,
+        dataloader: Any | None = None,
+        every_n_epochs: int | None = 1,
+        every_n_steps: int | None = None,
+        max_samples: int | None = 2048,
+        metrics: Sequence[str] = AVAILABLE_METRICS,
+        embed: EmbedFn | None = None,
+        top_k: int = 10,
+        seed: int = 0,
+        chunk_size: int = 1024,
+        save_figures: bool = True,
+        save_csv: bool = True,
+    ) -> None:
+        super().__init__()
+        self.every_n_epochs = _check_optional_int(every_n_epochs, "every_n_epochs", minimum=0)
+        self.every_n_steps = _check_optional_int(every_n_steps, "every_n_steps", minimum=1)
+        self.max_samples = _check_optional_int(max_samples, "max_samples", minimum=2)
+        self.top_k: int = _check_int(top_k, "top_k", minimum=1)
+        self.chunk_size: int = _check_int(chunk_size, "chunk_size", minimum=1)
+        if isinstance(metrics, str):
+            metrics = (metrics,)
+        unknown = [m for m in metrics if m not in AVAILABLE_METRICS]
+        if unknown or not metrics:
+            raise ValueError(
+                f"metrics must be a non-empty selection of {AVAILABLE_METRICS}, got {metrics!r}"
+            )
+        if embed is not None and not callable(embed):
+            raise ValueError(f"embed must be callable (pl_module, images) -> tensor, got {embed!r}")
+        if dataloader is not None:
+            check_not_empty(dataloader, "dataloader")
+        self.dataloader = dataloader
+        self.metrics = tuple(m for m in AVAILABLE_METRICS if m in metrics)
+        self.embed = embed if embed is not None else default_embed
+        self.seed = int(seed)
+        self.save_figures = bool(save_figures)
+        self.save_csv = bool(save_csv)
+        #: One row per evaluation: epoch, step, num_samples and the metric values (floats).
+        self.history: list[dict[str, Any]] = []
+        self._csv = CSVHistory(["epoch", "step", "num_samples", *self.metric_names])
+        self._probe: Any | None = None
+        self._warned_no_labels = False
+        self._warned_one_view = False
+        self._last_step_evaluated: int | None = None
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Names (without the ``temperature_analysis/`` prefix) of the values logged."""
+        names: list[str] = []
+        for metric in self.metrics:
+            if metric == "similarities":
+                names += ["positive_similarity", f"top{self.top_k}_negative_similarity"]
+            else:
+                names.append(metric)
+        return names
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(
+            every_n_epochs=self.every_n_epochs,
+            every_n_steps=self.every_n_steps,
+            max_samples=self.max_samples,
+            metrics=self.metrics,
+            seed=self.seed,
+        )
+
+    # --- Lightning hooks -----------------------------------------------------------------
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.dataloader is not None:
+            check_not_empty(self.dataloader, "dataloader")
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._probe = self.dataloader if self.dataloader is not None else _val_loader(trainer)
+        if self._probe is None:
+            raise ValueError(
+                "TemperatureAnalysis has no probe: pass dataloader= or give the trainer a "
+                "validation dataloader"
+            )
+        check_not_empty(self._probe, "the probe dataloader")
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        if (
+            self.every_n_steps is None
+            or step == 0
+            or step % self.every_n_steps != 0
+            or step == self._last_step_evaluated
+        ):
+            return
+        self._last_step_evaluated = step
+        values = self.evaluate(trainer, pl_module)
+        scalars = {PREFIX + name: value for name, value in values.items()}
+        log_to_loggers(trainer, scalars, current_log_step(trainer))
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.every_n_epochs or (trainer.current_epoch + 1) % self.every_n_epochs != 0:
+            return
+        values = self.evaluate(trainer, pl_module)
+        for name, value in values.items():
+            pl_module.log(
+                PREFIX + name,
+                value,
+                on_step=False,
+                on_epoch=True,
+                sync_dist=trainer.world_size > 1,  # identical on every rank: a no-op mean
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [dict(row) for row in self.history]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [dict(row) for row in state_dict.get("history", [])]
+        self._csv.invalidate()  # rewrite the CSV from the restored history on the next write
+
+    # --- the metric pass ------------------------------------------------------------------
+
+    def evaluate(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
+        """Embeds the probe, computes the metrics, writes the outputs; returns the values."""
+        if self._probe is None:
+            self.on_train_start(trainer, pl_module)
+        indices, probe = self._embed(trainer, pl_module)
+        if probe.num_samples < 2:
+            raise ValueError(
+                f"the probe dataloader gave {probe.num_samples} sample(s): TemperatureAnalysis "
+                "needs at least 2"
+            )
+        values, positive, negatives = self._compute(probe)
+        row = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "num_samples": probe.num_samples,
+            **values,
+        }
+        self.history.append(row)
+        log_dir = trainer.log_dir or trainer.default_root_dir  # a collective: every rank calls it
+        if trainer.is_global_zero:
+            self._write(trainer, log_dir, positive, negatives)
+        return values
+
+    def _embed(self, trainer: Trainer, pl_module: LightningModule):
+        world_size, rank = trainer.world_size, trainer.global_rank
+        forward_context = getattr(trainer.precision_plugin, "forward_context", None)
+        forward_context = forward_context or contextlib.nullcontext
+        modes = {module: module.training for module in pl_module.modules()}
+        pl_module.eval()
+        try:
+            # Forked RNG: the probe's loader and augmentations leave training's RNG untouched.
+            devices = [pl_module.device] if pl_module.device.type == "cuda" else []
+            with torch.no_grad(), torch.random.fork_rng(devices=devices):
+                torch.default_generator.manual_seed(self.seed)  # CPU only: CUDA RNGs untouched
+                batches, sharded = iterate_probe(
+                    self._probe, self.max_samples, self.seed, rank, world_size
+                )
+                indices, probe = embed_probe(
+                    batches, pl_module, self.embed, pl_module.device, forward_context
+                )
+                if sharded:
+                    indices, probe = gather_probe(pl_module, indices, probe)
+        finally:
+            for module, training in modes.items():
+                module.training = training
+        return indices, probe
+
+    def _compute(self, probe: ProbeEmbeddings):
+        nan = float("nan")
+        values: dict[str, float] = {name: nan for name in self.metric_names}
+        z0, z1, labels = probe.z0, probe.z1, probe.labels
+        if z1 is None and not self._warned_one_view and (
+            "alignment" in self.metrics or "similarities" in self.metrics
+        ):
+            self._warned_one_view = True
+            rank_zero_warn(
+                "TemperatureAnalysis: the probe gives one view per sample: alignment and the "
+                "positive/negative similarities are skipped (logged as NaN)"
+            )
+        if labels is None and "tolerance" in self.metrics and not self._warned_no_labels:
+            self._warned_no_labels = True
+            rank_zero_warn(
+                "TemperatureAnalysis: the probe has no labels: tolerance is skipped (logged as NaN)"
+            )
+        finite = bool(torch.isfinite(z0).all()) and (z1 is None or bool(torch.isfinite(z1).all()))
+        if not finite:
+            rank_zero_warn(
+                "TemperatureAnalysis: the probe embeddings contain NaN or inf: every metric of "
+                "this evaluation is logged as NaN"
+            )
+            return values, None, None
+        positive = negatives = None
+        if "uniformity" in self.metrics:
+            values["uniformity"] = uniformity(z0, chunk_size=self.chunk_size).item()
+        if "alignment" in self.metrics and z1 is not None:
+            values["alignment"] = alignment(z0, z1).item()
+        if "tolerance" in self.metrics and labels is not None:
+            values["tolerance"] = _tolerance_or_nan(z0, labels)
+        if "similarities" in self.metrics and z1 is not None:
+            k = min(self.top_k, 2 * z0.shape[0] - 2)
+            positive, negatives = positive_and_top_negative_similarities(
+                z0, z1, k=k, chunk_size=self.chunk_size
+            )
+            values["positive_similarity"] = positive.mean().item()
+            values[f"top{self.top_k}_negative_similarity"] = negatives.mean().item()
+        if "effective_rank" in self.metrics:
+            values["effective_rank"] = effective_rank(z0).item()
+        if "std_of_l2_normalized" in self.metrics:
+            values["std_of_l2_normalized"] = std_of_l2_normalized(z0).item()
+        return values, positive, negatives
+
+    def _write(
+        self,
+        trainer: Trainer,
+        log_dir: str,
+        positive: Tensor | None,
+        negatives: Tensor | None,
+    ) -> None:
+        out_dir = os.path.join(log_dir, "temperature_analysis")
+        row = self.history[-1]
+        if positive is not None and negatives is not None:
+            k = self.top_k
+            histograms = {
+                PREFIX + "positive_similarity_hist": positive,
+                PREFIX + f"top{k}_negative_similarity_hist": negatives.reshape(-1),
+            }
+            log_histograms(trainer, histograms, current_log_step(trainer))
+            if self.save_figures:
+                title = (
+                    f"epoch {row['epoch']}, step {row['step']}: "
+                    + ", ".join(
+                        f"{name} {row[name]:.3f}"
+                        for name in ("uniformity", "tolerance")
+                        if name in row and not math.isnan(row[name])
+                    )
+                )
+                path = os.path.join(
+                    out_dir, f"similarities_epoch{row['epoch']:04d}_step{row['step']:07d}.png"
+                )
+                save_similarity_figure(path, positive, negatives, title, k)
+        if self.save_csv:
+            self._csv.write(os.path.join(out_dir, "history.csv"), self.history)
+
+
+def _tolerance_or_nan(z: Tensor, labels: Tensor) -> float:
+    try:
+        return tolerance(z, labels).item()
+    except ValueError as error:  # no two samples share a label
+        rank_zero_warn(f"TemperatureAnalysis: tolerance skipped: {error}")
+        return float("nan")
+
+
+def _val_loader(trainer: Trainer) -> Any | None:
+    """The trainer's first validation loader, also when Lightning has not loaded it.
+
+    Lightning loads validation loaders only for modules with a ``validation_step`` (Lightly's
+    SimCLR examples have none): then the loader is requested from its source directly.
+    """
+    loaders = trainer.val_dataloaders
+    if loaders is None:
+        val_loop = getattr(trainer.fit_loop.epoch_loop, "val_loop", None)
+        source = getattr(val_loop, "_data_source", None)
+        if source is not None and source.is_defined():
+            loaders = source.dataloader()
+    if isinstance(loaders, (list, tuple)):
+        return loaders[0] if loaders else None
+    if isinstance(loaders, dict):
+        return next(iter(loaders.values()), None)
+    return loaders
+
+
+def _check_optional_int(value: int | None, name: str, minimum: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be None or an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_int(value: int, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value

@@ -1,0 +1,71 @@
+"""Cheap per-step hardness statistics from a loss's own similarities (no extra forward).
+
+Example:
+    >>> import torch
+    >>> from lightly_temperature import HardContrastiveLoss
+    >>> from lightly_temperature.metrics import hardness_statistics
+    >>> loss_fn = HardContrastiveLoss(temperature=0.5, hard_negatives=None)
+    >>> loss_fn.store_similarities = True
+    >>> loss = loss_fn(torch.randn(8, 16), torch.randn(8, 16))
+    >>> stats = hardness_statistics(loss_fn.last_similarities, k=10)
+    >>> sorted(stats)  # doctest: +NORMALIZE_WHITESPACE
+    ['penalty_entropy', 'positive_probability', 'positive_similarity', 'temperature',
+     'top10_negative_similarity']
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lightly_temperature._validation import (
+    HardNegatives,
+    check_hard_negatives,
+    resolve_hard_negatives,
+)
+from lightly_temperature.functional import info_nce_from_logits, top_k_negatives
+from lightly_temperature.losses import SimilarityBatch
+
+
+def hardness_statistics(
+    batch: SimilarityBatch, hard_negatives: HardNegatives = None, k: int = 10
+) -> dict[str, Tensor]:
+    """Mean statistics of one loss call's similarities, as 0-d tensors on their device.
+
+    - ``positive_similarity``: mean ``s_ii``.
+    - ``top{k}_negative_similarity``: mean of each anchor's k largest negative similarities.
+    - ``positive_probability``: mean ``P_ii = exp(s_ii/tau) / (exp(s_ii/tau) + sum_k
+      exp(s_ik/tau))`` over the negatives the loss uses (its top-K with ``hard_negatives``),
+      i.e. ``exp(-L_i)`` of the contrastive loss.
+    - ``penalty_entropy``: mean entropy (nats) of the relative penalties ``r_i`` over the same
+      negatives: ``log K`` when all negatives weigh the same (large tau), 0 when only the
+      hardest one matters (tau -> 0).
+    - ``temperature``: the call's tau.
+
+    Nothing is read back to the host. Returns an empty dict when the call had no negatives.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    hard_negatives = check_hard_negatives(hard_negatives)
+    if batch.num_negatives < 1:
+        return {}
+    tau = batch.temperature
+    positive = batch.positive.float()
+    negatives = batch.negatives.float()
+    top = negatives.topk(min(k, batch.num_negatives), dim=1).values
+    loss = info_nce_from_logits(
+        positive / tau, negatives / tau, hard_negatives, batch.num_negatives
+    )
+    used = top_k_negatives(
+        negatives, resolve_hard_negatives(hard_negatives, batch.num_negatives), batch.num_negatives
+    )
+    penalties = torch.softmax(used / tau, dim=1)  # -inf entries get r = 0 and entr(0) = 0
+    entropy = torch.special.entr(penalties).sum(dim=1)
+    temperature = tau.detach().float() if isinstance(tau, Tensor) else positive.new_tensor(tau)
+    return {
+        "positive_similarity": positive.mean(),
+        f"top{k}_negative_similarity": top.mean(),
+        "positive_probability": torch.exp(-loss).mean(),
+        "penalty_entropy": entropy.mean(),
+        "temperature": temperature.reshape(()),
+    }

@@ -1,0 +1,65 @@
+"""Positive similarity and the hardest negatives of each anchor (Wang & Liu, Fig. 8).
+
+Example:
+    >>> import torch
+    >>> from lightly_temperature.metrics import positive_and_top_negative_similarities
+    >>> z0 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> z1 = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    >>> positive, negatives = positive_and_top_negative_similarities(z0, z1, k=2)
+    >>> positive.tolist(), negatives.tolist()
+    ([1.0, 0.0], [[0.0, -1.0], [0.0, 0.0]])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from lightly_temperature.metrics._common import (
+    DEFAULT_CHUNK_SIZE,
+    check_chunk_size,
+    check_pair,
+    chunks,
+)
+
+
+def positive_and_top_negative_similarities(
+    z0: Tensor, z1: Tensor, k: int = 10, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> tuple[Tensor, Tensor]:
+    """Cosine similarity of each anchor to its positive and to its k hardest negatives.
+
+    The anchors are the rows of ``z0``; the positive of anchor i is ``z1[i]``; its negatives
+    are both views of every other sample, ``z0[j]`` and ``z1[j]`` for j != i (2N - 2 of them),
+    as in SimCLR. Extra memory is O(chunk_size x N).
+
+    Args:
+        z0: ``(N, D)`` anchors (first views); L2-normalised here.
+        z1: ``(N, D)`` positives (second views).
+        k: how many of the largest negative similarities to keep, 1 <= k <= 2N - 2.
+        chunk_size: anchors per chunk.
+
+    Returns:
+        ``positive`` of shape ``(N,)`` and ``negatives`` of shape ``(N, k)``, each row sorted
+        in descending order.
+    """
+    z0, z1 = check_pair(z0, z1, min_rows=2)
+    chunk_size = check_chunk_size(chunk_size)
+    n = z0.shape[0]
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 2 * n - 2:
+        raise ValueError(
+            f"k must be an int in [1, {2 * n - 2}] (2N - 2 negatives for N = {n} samples), "
+            f"got {k!r}"
+        )
+    z0 = F.normalize(z0, dim=1)
+    z1 = F.normalize(z1, dim=1)
+    positive = (z0 * z1).sum(dim=1)
+    candidates = torch.cat([z0, z1], dim=0)  # (2N, D)
+    top = []
+    for start, stop in chunks(n, chunk_size):
+        sims = z0[start:stop] @ candidates.T  # (c, 2N)
+        rows = torch.arange(stop - start, device=z0.device)
+        sims[rows, rows + start] = float("-inf")  # the anchor itself
+        sims[rows, rows + start + n] = float("-inf")  # its positive
+        top.append(sims.topk(k, dim=1, sorted=True).values)
+    return positive, torch.cat(top, dim=0)

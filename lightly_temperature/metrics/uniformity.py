@@ -1,0 +1,90 @@
+"""Uniformity and alignment of embeddings on the hypersphere (Wang & Isola, ICML 2020).
+
+The contrastive-loss paper (Wang & Liu, CVPR 2021, eq. 10 and Table 1) reports
+``-L_uniformity`` with t = 2: higher means more uniformly spread embeddings.
+
+Example:
+    >>> import torch
+    >>> from lightly_temperature.metrics import alignment, uniformity, uniformity_loss
+    >>> z = torch.eye(4)  # a regular 4-point configuration: all pairs at distance sqrt(2)
+    >>> round(uniformity_loss(z).item(), 4)  # log exp(-2 * 2)
+    -4.0
+    >>> round(uniformity(z).item(), 4)
+    4.0
+    >>> round(alignment(z, z).item(), 4)
+    0.0
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from lightly_temperature.metrics._common import (
+    DEFAULT_CHUNK_SIZE,
+    check_chunk_size,
+    check_matrix,
+    check_pair,
+    check_positive,
+    chunks,
+)
+
+
+def uniformity_loss(z: Tensor, t: float = 2.0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+    """Wang & Isola's ``L_uniformity = log E_{i != j} exp(-t ||z_i - z_j||^2)`` of normalised z.
+
+    Equal to ``torch.pdist(F.normalize(z)).pow(2).mul(-t).exp().mean().log()``, but computed
+    with a log-sum-exp over row chunks: stable (no underflow of ``exp`` for large t) and with
+    extra memory O(chunk_size x N) instead of the N(N-1)/2 pairs. Lower is more uniform.
+
+    Args:
+        z: ``(N, D)`` embeddings, N >= 2; L2-normalised here.
+        t: the kernel's scale t > 0 (2 in the papers).
+        chunk_size: rows per chunk.
+
+    Returns:
+        A scalar tensor (float32, or float64 for float64 input) on z's device.
+    """
+    z = check_matrix(z, "z", min_rows=2)
+    t = check_positive(t, "t")
+    chunk_size = check_chunk_size(chunk_size)
+    z = F.normalize(z, dim=1)
+    n = z.shape[0]
+    partial = []
+    for start, stop in chunks(n, chunk_size):
+        sims = z[start:stop] @ z.T  # (c, N)
+        sq_dist = (2.0 - 2.0 * sims).clamp_min(0.0)
+        logits = sq_dist.mul_(-t)
+        rows = torch.arange(stop - start, device=z.device)
+        logits[rows, rows + start] = float("-inf")  # the pair (i, i) is not a pair
+        partial.append(torch.logsumexp(logits.flatten(), dim=0))
+    # Mean over the N(N-1) ordered pairs == mean over the N(N-1)/2 unordered pairs.
+    return torch.logsumexp(torch.stack(partial), dim=0) - math.log(n * (n - 1))
+
+
+def uniformity(z: Tensor, t: float = 2.0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+    """``-L_uniformity``, as reported in the paper's Table 1 (higher = more uniform).
+
+    At most ``2t * N / (N - 1)`` (4 for t = 2 and a large N); 0 for collapsed embeddings.
+    """
+    return -uniformity_loss(z, t=t, chunk_size=chunk_size)
+
+
+def alignment(z0: Tensor, z1: Tensor, alpha: float = 2.0) -> Tensor:
+    """Wang & Isola's ``L_alignment = E_i ||z0_i - z1_i||^alpha`` of normalised embeddings.
+
+    Lower = positives closer. In [0, 2^alpha]; with alpha = 2 it is ``2 - 2 * mean cos``.
+
+    Args:
+        z0: ``(N, D)`` embeddings of the first views.
+        z1: ``(N, D)`` embeddings of the second views (row i is the positive of row i of z0).
+        alpha: exponent > 0 (2 in the papers).
+    """
+    z0, z1 = check_pair(z0, z1)
+    alpha = check_positive(alpha, "alpha")
+    z0 = F.normalize(z0, dim=1)
+    z1 = F.normalize(z1, dim=1)
+    return (z0 - z1).norm(dim=1).pow(alpha).mean()
