@@ -10,7 +10,6 @@ import types
 import pytest
 import pytorch_lightning as pl
 import torch
-from _simclr_digits import TinySimCLR, digits_tensors, probe_loader, train_loader
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from torch.nn import functional as F
@@ -30,6 +29,7 @@ from lightly_temperature import (
 )
 from lightly_temperature.callbacks._outputs import log_histograms
 from lightly_temperature.losses import SimilarityBatch
+from tests._simclr_digits import TinySimCLR, digits_tensors, probe_loader, train_loader
 
 torch.set_num_threads(1)
 
@@ -465,8 +465,9 @@ def test_digits_helper_is_real_data():
 
 
 def test_iterable_probe_takes_the_first_max_samples(tmp_path):
-    from _simclr_digits import TwoViewDigits
     from torch.utils.data import IterableDataset
+
+    from tests._simclr_digits import TwoViewDigits
 
     images, labels = digits_tensors(100)
 
