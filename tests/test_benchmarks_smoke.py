@@ -52,3 +52,18 @@ def test_bench_losses_quick_prints_table_and_verdicts(run_quick):
     for name in ("NTXentLoss", "HardContrastive(None)", "HardSimple", "Simple", "floor"):
         assert name in out
     assert out.count("(target <=") == 5  # SimCLR: 2 times + memory; MoCo: time + memory
+
+
+def test_bench_metrics_quick_checks_exactness(run_quick):
+    out = run_quick("bench_metrics")
+    for name in ("floor", "uniformity_loss", "tolerance", "top-10 negatives"):
+        assert name in out
+    diffs = [float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if "|diff|" in line]
+    assert len(diffs) == 3 and max(diffs) < 1e-4  # the metrics equal the naive references
+
+
+def test_bench_callbacks_quick_trains_with_each_configuration(run_quick):
+    out = run_quick("bench_callbacks")
+    for config in ("no callback", "TemperatureAnalysis", "HardnessMonitor", "both"):
+        assert f"| {config} |" in out
+    assert out.count("(target <= +3 %)") == 3
