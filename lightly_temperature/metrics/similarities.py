@@ -33,7 +33,8 @@ def positive_and_top_negative_similarities(
 
     The anchors are the rows of ``z0``; the positive of anchor i is ``z1[i]``; its negatives
     are both views of every other sample, ``z0[j]`` and ``z1[j]`` for j != i (2N - 2 of them),
-    as in SimCLR. Extra memory is O(chunk_size x N).
+    as in SimCLR. Extra memory is O(chunk_size x N). The products with the other view are
+    computed in full, those within ``z0`` once per pair of blocks (the matrix is symmetric).
 
     Args:
         z0: ``(N, D)`` anchors (first views); L2-normalised here.
@@ -56,15 +57,33 @@ def positive_and_top_negative_similarities(
     z0 = F.normalize(z0, dim=1)
     z1 = F.normalize(z1, dim=1)
     positive = (z0 * z1).sum(dim=1)
-    candidates = torch.cat([z0, z1], dim=0)  # (2N, D)
-    top = []
-    for start, stop in chunks(n, chunk_size):
-        sims = z0[start:stop] @ candidates.T  # (c, 2N)
+    best = torch.full((n, k), float("-inf"), dtype=z0.dtype, device=z0.device)
+    blocks = list(chunks(n, chunk_size))
+    for start, stop in blocks:
+        # The other view: every z1[j] but the positive.
+        sims = z0[start:stop] @ z1.T  # (c, N)
         rows = torch.arange(stop - start, device=z0.device)
-        sims[rows, rows + start] = float("-inf")  # the anchor itself
-        sims[rows, rows + start + n] = float("-inf")  # its positive
-        top.append(_top_k_values(sims, k))
-    return positive, torch.cat(top, dim=0)
+        sims[rows, rows + start] = float("-inf")
+        _merge(best, start, stop, sims, k)
+    # The same view: z0 @ z0.T is symmetric, so each block above the diagonal serves the rows
+    # of both its row block and its column block (half the products of the full matrix).
+    for i, (start, stop) in enumerate(blocks):
+        for col_start, col_stop in blocks[i:]:
+            sims = z0[start:stop] @ z0[col_start:col_stop].T  # (c, c')
+            if col_start == start:
+                rows = torch.arange(stop - start, device=z0.device)
+                sims[rows, rows] = float("-inf")  # the anchor itself
+                _merge(best, start, stop, sims, k)
+            else:
+                _merge(best, start, stop, sims, k)
+                _merge(best, col_start, col_stop, sims.T.contiguous(), k)
+    return positive, best
+
+
+def _merge(best: Tensor, start: int, stop: int, sims: Tensor, k: int) -> None:
+    """Keeps in ``best[start:stop]`` the k largest of its values and of the rows of ``sims``."""
+    top = _top_k_values(sims, k) if sims.shape[1] > k else sims
+    best[start:stop] = torch.cat([best[start:stop], top], dim=1).topk(k, dim=1).values
 
 
 def _top_k_values(sims: Tensor, k: int) -> Tensor:
