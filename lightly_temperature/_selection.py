@@ -51,3 +51,16 @@ def top_k_indices(values: Tensor, k: int) -> Tensor:
         for start in starts:
             select(start)
     return torch.from_numpy(out)
+
+
+def top_k_values(values: Tensor, k: int) -> Tensor:
+    """The ``k`` largest entries of each row, ``(A, k)``, in no order; no gradient.
+
+    ``values.topk(k, dim=1, sorted=False).values`` computed with NumPy's ``partition`` on the
+    CPU (values only: no index pairs, SIMD accelerated), ``torch.topk`` elsewhere.
+    """
+    n = values.shape[1]
+    if values.device.type != "cpu" or values.dtype not in (torch.float32, torch.float64):
+        return values.topk(k, dim=1, sorted=False).values
+    array = values.detach().contiguous().numpy()
+    return torch.from_numpy(np.partition(array, n - k, axis=1)[:, n - k :].copy())
