@@ -78,7 +78,9 @@ class PairwiseLoss(nn.Module):
       then updated with ``out1`` when ``out0`` requires a gradient (as NTXentLoss does).
 
     Similarities are computed in float32 even under ``torch.autocast``. Subclasses implement
-    :meth:`loss_from_similarities`.
+    :meth:`loss_from_similarities` (the general path, on a :class:`SimilarityBatch`) and may
+    implement ``_fused_loss`` (the fast path used by ``forward``: one autograd node for the
+    similarity product and the reduction over negatives, see ``losses/_fused.py``).
     """
 
     def __init__(
@@ -165,7 +167,7 @@ class PairwiseLoss(nn.Module):
                 temperature = temperature.detach()
             negatives.mul_(temperature)
         self.last_similarities = SimilarityBatch(
-            layout.positive.detach(), negatives, layout.num_negatives, self.temperature
+            layout.positive.detach(), negatives, layout.num_negatives, layout.temperature
         )
 
     def similarities(self, out0: Tensor, out1: Tensor) -> SimilarityBatch:
