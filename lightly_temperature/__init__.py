@@ -4,6 +4,7 @@ Wang & Liu, "Understanding the Behaviour of Contrastive Loss", CVPR 2021.
 """
 
 from lightly_temperature import functional, metrics
+from lightly_temperature.adapters import use_loss
 from lightly_temperature.callbacks import HardnessMonitor, TemperatureAnalysis
 from lightly_temperature.functional import contrastive_loss, relative_penalties, simple_loss
 from lightly_temperature.losses import (
@@ -24,6 +25,8 @@ from lightly_temperature.metrics import (
     uniformity,
     uniformity_loss,
 )
+from lightly_temperature.models import MoCo, SimCLR
+from lightly_temperature.registry import available_losses, build_loss, register_loss
 
 __version__ = "0.1.0"
 
@@ -32,21 +35,27 @@ __all__ = [
     "HardContrastiveLoss",
     "HardSimpleLoss",
     "HardnessMonitor",
+    "MoCo",
     "PairwiseLoss",
+    "SimCLR",
     "SimilarityBatch",
     "SimpleLoss",
     "TemperatureAnalysis",
     "alignment",
+    "available_losses",
+    "build_loss",
     "contrastive_loss",
     "effective_rank",
     "functional",
     "hardness_statistics",
     "metrics",
     "positive_and_top_negative_similarities",
+    "register_loss",
     "relative_penalties",
     "simple_loss",
     "std_of_l2_normalized",
     "tolerance",
     "uniformity",
     "uniformity_loss",
+    "use_loss",
 ]

@@ -13,10 +13,10 @@ import sys
 
 import pytorch_lightning as pl
 import torch
-from _simclr_digits import TinySimCLR, probe_loader, train_loader
 from pytorch_lightning.loggers import CSVLogger
 
 from lightly_temperature import HardnessMonitor, TemperatureAnalysis
+from tests._simclr_digits import TinySimCLR, probe_loader, train_loader
 
 
 def run(devices: int, out_dir: str) -> dict:

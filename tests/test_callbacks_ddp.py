@@ -48,8 +48,7 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     ddp = json.loads((ddp_dir / "result.json").read_text())
     assert ddp["world_size"] == 2
 
-    sys.path.insert(0, str(TESTS))
-    from _ddp_run import run
+    from tests._ddp_run import run
 
     single = run(1, str(tmp_path / "single"))
     assert single["world_size"] == 1

@@ -1,0 +1,126 @@
+"""What the ready SimCLR and MoCo modules share: backbone, loss, batch unpacking, optimizer."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from lightly_temperature.models.backbones import resnet18_backbone
+from lightly_temperature.registry import build_loss, get_loss_class, loss_parameters
+
+
+def resolve_backbone(
+    backbone: nn.Module | None, feature_dim: int | None
+) -> tuple[nn.Module, int]:
+    """The backbone (Lightly's ResNet-18 by default) and its feature dimension."""
+    if backbone is None:
+        backbone = resnet18_backbone()
+    if not isinstance(backbone, nn.Module):
+        raise ValueError(f"backbone must be a torch.nn.Module, got {type(backbone).__name__}")
+    if feature_dim is None:
+        feature_dim = getattr(backbone, "feature_dim", None)
+        if feature_dim is None:
+            raise ValueError(
+                f"feature_dim is needed with a {type(backbone).__name__} backbone: pass the "
+                "number of features it outputs per image, e.g. feature_dim=512 for a ResNet-18"
+            )
+    if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1:
+        raise ValueError(f"feature_dim must be an int >= 1, got {feature_dim!r}")
+    return backbone, feature_dim
+
+
+def make_loss(
+    loss: str | nn.Module, defaults: dict[str, Any], loss_kwargs: dict[str, Any]
+) -> nn.Module:
+    """A registry name built with ``loss_kwargs``, or a loss module used as given.
+
+    ``defaults`` fill in arguments not in ``loss_kwargs`` that the loss takes.
+    """
+    if isinstance(loss, nn.Module):
+        if loss_kwargs:
+            raise ValueError(
+                f"loss arguments {sorted(loss_kwargs)} apply to a loss name; a loss module "
+                f"({type(loss).__name__}) is used as given"
+            )
+        return loss
+    if not isinstance(loss, str):
+        raise ValueError(f"loss must be a loss name or a torch.nn.Module, got {loss!r}")
+    accepted = loss_parameters(get_loss_class(loss))
+    kwargs = {
+        key: value
+        for key, value in defaults.items()
+        if accepted is None or key in accepted
+    }
+    kwargs.update(loss_kwargs)
+    return build_loss(loss, **kwargs)
+
+
+def two_views(batch: Any) -> tuple[Tensor, Tensor]:
+    """The two views of a Lightly-shaped batch ``(views, labels[, filenames])``."""
+    views = batch[0] if isinstance(batch, (list, tuple)) and len(batch) > 0 else None
+    if (
+        not isinstance(views, (list, tuple))
+        or len(views) != 2
+        or not all(isinstance(v, Tensor) for v in views)
+    ):
+        if not isinstance(batch, (list, tuple)):
+            got = f"a batch of type {type(batch).__name__}"
+        elif not batch:
+            got = "an empty batch"
+        else:
+            got = f"batch[0] = {type(views).__name__}"
+            if isinstance(views, (list, tuple)):
+                got += f" of {len(views)} items ({', '.join(type(v).__name__ for v in views)})"
+        raise ValueError(
+            "expected a Lightly-shaped batch (views, labels[, filenames]) whose views are a "
+            "list of two image tensors, as from LightlyDataset with SimCLRTransform or "
+            f"lightly_temperature.data.digits_dataset; got {got}"
+        )
+    return views[0], views[1]
+
+
+class ContrastiveModule(pl.LightningModule):
+    """Optimizer and argument checks shared by :class:`SimCLR` and :class:`MoCo`."""
+
+    def __init__(
+        self, lr: float, momentum: float, weight_decay: float, max_epochs: int | None
+    ) -> None:
+        super().__init__()
+        for name, value, low in (("lr", lr, 0.0), ("momentum", momentum, None),
+                                 ("weight_decay", weight_decay, None)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value) and (value > low if low is not None else value >= 0)
+            if not ok:
+                bound = "> 0" if low is not None else ">= 0"
+                raise ValueError(f"{name} must be a finite float {bound}, got {value!r}")
+        if max_epochs is not None and (
+            isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1
+        ):
+            raise ValueError(f"max_epochs must be None or an int >= 1, got {max_epochs!r}")
+        self.lr = float(lr)
+        self.momentum = float(momentum)
+        self.weight_decay = float(weight_decay)
+        self._max_epochs = max_epochs
+
+    @property
+    def max_epochs(self) -> int:
+        """Epochs of the schedules: the argument, else the trainer's ``max_epochs``, else 10."""
+        if self._max_epochs is not None:
+            return self._max_epochs
+        trainer = self._trainer
+        if trainer is not None and trainer.max_epochs is not None and trainer.max_epochs > 0:
+            return int(trainer.max_epochs)
+        return 10  # Lightly's examples train 10 epochs
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """SGD (Lightly's examples: lr 0.06) with a cosine learning-rate decay over the epochs."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(
+            params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.max_epochs)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -1,0 +1,54 @@
+"""Backbones for the ready modules: Lightly's ResNet-18 and a small CNN for 8x8 digits."""
+
+from __future__ import annotations
+
+import torchvision
+from torch import nn
+
+
+def resnet18_backbone() -> nn.Sequential:
+    """torchvision's ResNet-18 without its classifier, as in Lightly's examples (512-d features).
+
+    Example:
+        >>> backbone = resnet18_backbone()
+        >>> backbone(torch.randn(2, 3, 32, 32)).flatten(start_dim=1).shape
+        torch.Size([2, 512])
+    """
+    resnet = torchvision.models.resnet18()
+    backbone = nn.Sequential(*list(resnet.children())[:-1])
+    backbone.feature_dim = 512  # type: ignore[assignment]
+    return backbone
+
+
+class SmallCNN(nn.Sequential):
+    """Three 3x3 conv layers with batch norm, global average pooling: ``4 * width`` features.
+
+    Sized for scikit-learn's 8x8 digits (8 -> 4 -> 2 pixels); trains in seconds on a CPU.
+
+    Example:
+        >>> backbone = SmallCNN(in_channels=1, width=32)
+        >>> backbone(torch.randn(5, 1, 8, 8)).shape, backbone.feature_dim
+        (torch.Size([5, 128]), 128)
+    """
+
+    def __init__(self, in_channels: int = 1, width: int = 32) -> None:
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be an int >= 1, got {width!r}")
+
+        def block(cin: int, cout: int, stride: int) -> list:
+            return [
+                nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
+
+        super().__init__(
+            *block(in_channels, width, 1),
+            *block(width, 2 * width, 2),
+            *block(2 * width, 4 * width, 2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(1),
+        )
+        self.feature_dim = 4 * width

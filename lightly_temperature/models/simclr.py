@@ -1,0 +1,82 @@
+"""Ready SimCLR LightningModule (Lightly's ``examples/pytorch_lightning/simclr.py``) whose loss
+is one argument."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightly.models.modules import SimCLRProjectionHead
+from torch import Tensor, nn
+
+from lightly_temperature.models._base import (
+    ContrastiveModule,
+    make_loss,
+    resolve_backbone,
+    two_views,
+)
+
+
+class SimCLR(ContrastiveModule):
+    """SimCLR as in Lightly's example, with the hard contrastive loss by default.
+
+    ``backbone -> flatten -> SimCLRProjectionHead``; the loss compares the two views of each
+    image with in-batch negatives (gathered from all processes under DDP).
+
+    Args:
+        backbone: any module mapping images to features; default Lightly's ResNet-18
+            (torchvision's without ``fc``, 512 features).
+        feature_dim: features per image of ``backbone`` (read from ``backbone.feature_dim`` when
+            it has one, as :class:`SmallCNN` and :func:`resnet18_backbone` do).
+        hidden_dim, output_dim: projection head sizes (Lightly's example: 2048, 2048).
+        loss: a registry name (``"hard_contrastive"``, ``"ntxent"``, ``"simple"``,
+            ``"hard_simple"``, or a plugin's) or a loss module.
+        lr, momentum, weight_decay: SGD (lr 0.06 as in Lightly's example), with a cosine
+            learning-rate decay over ``max_epochs``.
+        max_epochs: epochs of the schedule; default the trainer's ``max_epochs``.
+        gather_distributed: passed to the loss (default True: under DDP the negatives come
+            from all processes, as in Lightly's distributed examples; no effect on one device).
+        **loss_kwargs: arguments of the loss: ``temperature``, ``hard_negatives``, ...
+
+    ``training_step`` returns ``{"loss": loss, "embeddings": (z0, z1)}`` (the projections of the
+    two views, detached): callbacks read them in ``on_train_batch_end`` without a second
+    forward pass.
+
+    Example:
+        >>> model = SimCLR(loss="hard_contrastive", temperature=0.5, hard_negatives=0.0819)
+        >>> trainer = pl.Trainer(max_epochs=10)
+        >>> trainer.fit(model, DataLoader(LightlyDataset(path, SimCLRTransform()), 256))
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module | None = None,
+        feature_dim: int | None = None,
+        hidden_dim: int = 2048,
+        output_dim: int = 2048,
+        loss: str | nn.Module = "hard_contrastive",
+        lr: float = 0.06,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        max_epochs: int | None = None,
+        gather_distributed: bool = True,
+        **loss_kwargs: Any,
+    ) -> None:
+        super().__init__(lr, momentum, weight_decay, max_epochs)
+        self.save_hyperparameters(ignore=["backbone", "loss"] if not isinstance(loss, str)
+                                  else ["backbone"])
+        self.backbone, feature_dim = resolve_backbone(backbone, feature_dim)
+        self.projection_head = SimCLRProjectionHead(feature_dim, hidden_dim, output_dim)
+        self.criterion = make_loss(loss, {"gather_distributed": gather_distributed}, loss_kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Projections of a batch of images."""
+        features = self.backbone(x).flatten(start_dim=1)
+        return self.projection_head(features)
+
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+        x0, x1 = two_views(batch)
+        z0 = self.forward(x0)
+        z1 = self.forward(x1)
+        loss = self.criterion(z0, z1)
+        self.log("train_loss", loss, prog_bar=True, batch_size=x0.shape[0])
+        return {"loss": loss, "embeddings": (z0.detach(), z1.detach())}

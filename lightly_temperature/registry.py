@@ -1,0 +1,207 @@
+"""Loss registry: build any of the package's losses (or Lightly's NTXentLoss) by name.
+
+Built-in names: ``"ntxent"`` (Lightly's own :class:`lightly.loss.NTXentLoss`, reused as is),
+``"hard_contrastive"``, ``"simple"`` and ``"hard_simple"``. Names are matched case-insensitively
+and ``-`` counts as ``_`` (``"hard-contrastive"`` works on a command line).
+
+Other packages add losses in two ways:
+
+- at run time, with :func:`register_loss` (also usable as a class decorator);
+- without any import, through the Python entry-point group ``lightly_temperature.losses``
+  declared in their ``pyproject.toml``::
+
+      [project.entry-points."lightly_temperature.losses"]
+      my_loss = "my_package.losses:MyLoss"
+
+  An entry point is loaded only when its name is first asked for, so a broken plugin never
+  breaks the built-in losses.
+
+Example:
+    >>> from lightly_temperature import build_loss
+    >>> criterion = build_loss("hard_contrastive", temperature=0.3, hard_negatives=0.0819)
+    >>> criterion = build_loss("ntxent", memory_bank_size=(4096, 128))  # Lightly's class
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from importlib import metadata
+from typing import Any, Callable, TypeVar
+
+from lightly.loss import NTXentLoss
+from torch import nn
+
+from lightly_temperature.losses import HardContrastiveLoss, HardSimpleLoss, SimpleLoss
+
+#: Entry-point group through which other packages register losses.
+ENTRY_POINT_GROUP = "lightly_temperature.losses"
+
+LossFactory = Callable[..., nn.Module]
+F = TypeVar("F", bound=LossFactory)
+
+_BUILTIN: dict[str, LossFactory] = {
+    "ntxent": NTXentLoss,
+    "hard_contrastive": HardContrastiveLoss,
+    "simple": SimpleLoss,
+    "hard_simple": HardSimpleLoss,
+}
+_registered: dict[str, LossFactory] = {}
+
+
+def _normalize(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"loss name must be a non-empty string, got {name!r}")
+    return name.strip().lower().replace("-", "_")
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    """The entry points of the ``lightly_temperature.losses`` group (Python 3.9 compatible)."""
+    if sys.version_info >= (3, 10):
+        return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    return list(metadata.entry_points().get(ENTRY_POINT_GROUP, []))  # pragma: no cover
+
+
+def _plugin_entry_points() -> dict[str, metadata.EntryPoint]:
+    # Built-in and run-time registered names take precedence over plugins.
+    found: dict[str, metadata.EntryPoint] = {}
+    for entry_point in _entry_points():
+        name = _normalize(entry_point.name)
+        if name not in _BUILTIN and name not in _registered:
+            found.setdefault(name, entry_point)
+    return found
+
+
+def available_losses() -> list[str]:
+    """Sorted names of all losses: built-in, registered and declared by plugins."""
+    return sorted({*_BUILTIN, *_registered, *_plugin_entry_points()})
+
+
+def register_loss(
+    name: str, loss: F | None = None, *, overwrite: bool = False
+) -> Any:
+    """Registers a loss class (or any callable returning an ``nn.Module``) under ``name``.
+
+    Usable as a function or as a decorator. The loss should take NTXentLoss's arguments
+    (``temperature``, ``memory_bank_size``, ``gather_distributed``) so that :func:`use_loss`
+    can carry them over, and compute ``forward(out0, out1)``.
+
+    Args:
+        name: the registry name; case-insensitive, ``-`` equals ``_``.
+        loss: the class or factory. Omit it to use ``register_loss`` as a decorator.
+        overwrite: allow replacing a name registered before (never a built-in name).
+
+    Example:
+        >>> @register_loss("my_loss")
+        ... class MyLoss(HardContrastiveLoss):
+        ...     pass
+        >>> build_loss("my_loss", temperature=0.2)
+    """
+    key = _normalize(name)
+
+    def _register(factory: F) -> F:
+        if not callable(factory):
+            raise ValueError(
+                f"register_loss({name!r}, ...) needs a loss class or callable, got {factory!r}"
+            )
+        if key in _BUILTIN:
+            raise ValueError(
+                f"loss name {name!r} is built in and cannot be replaced; choose another name"
+            )
+        if key in _registered and not overwrite and _registered[key] is not factory:
+            raise ValueError(
+                f"loss name {name!r} is already registered to {_registered[key]!r}; "
+                "pass overwrite=True to replace it"
+            )
+        _registered[key] = factory
+        return factory
+
+    if loss is None:
+        return _register
+    return _register(loss)
+
+
+def unregister_loss(name: str) -> None:
+    """Removes a loss registered with :func:`register_loss` (built-ins cannot be removed)."""
+    key = _normalize(name)
+    if key not in _registered:
+        raise ValueError(
+            f"loss name {name!r} was not registered with register_loss; "
+            f"registered: {sorted(_registered) or 'none'}"
+        )
+    del _registered[key]
+
+
+def get_loss_class(name: str) -> LossFactory:
+    """The class (or factory) registered under ``name``; loads a plugin's entry point if needed."""
+    key = _normalize(name)
+    if key in _BUILTIN:
+        return _BUILTIN[key]
+    if key in _registered:
+        return _registered[key]
+    plugins = _plugin_entry_points()
+    if key not in plugins:
+        known = sorted({*_BUILTIN, *_registered, *plugins})
+        raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(known)}")
+    entry_point = plugins[key]
+    try:
+        factory = entry_point.load()
+    except Exception as error:  # a plugin's import error, shown with its origin
+        raise ValueError(
+            f"loss {name!r} comes from the entry point '{entry_point.name} = "
+            f"{entry_point.value}' (group {ENTRY_POINT_GROUP!r}), which failed to load: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    if not callable(factory):
+        raise ValueError(
+            f"entry point '{entry_point.name} = {entry_point.value}' (group "
+            f"{ENTRY_POINT_GROUP!r}) must point to a loss class or callable, got {factory!r}"
+        )
+    _registered[key] = factory  # cache: later look-ups skip the entry-point scan
+    return factory
+
+
+def loss_parameters(factory: LossFactory) -> list[str] | None:
+    """Keyword arguments ``factory`` accepts, or ``None`` if it takes ``**kwargs``."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return None
+    names = []
+    for parameter in signature.parameters.values():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        if parameter.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
+        ):
+            names.append(parameter.name)
+    return names
+
+
+def build_loss(name: str, **kwargs: Any) -> nn.Module:
+    """Builds the loss registered under ``name`` with the given keyword arguments.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the known ones), for an argument
+            the loss does not take (the message lists those it does), or for a bad value.
+
+    Example:
+        >>> criterion = build_loss("hard_simple", memory_bank_size=(4096, 128), hard_negatives=409)
+    """
+    factory = get_loss_class(name)
+    accepted = loss_parameters(factory)
+    if accepted is not None:
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            raise ValueError(
+                f"loss {name!r} does not take the argument(s) {', '.join(unknown)}; "
+                f"it takes: {', '.join(accepted) or 'no arguments'}"
+            )
+    loss = factory(**kwargs)
+    if not isinstance(loss, nn.Module):
+        raise ValueError(
+            f"loss {name!r} must build a torch.nn.Module, its factory returned "
+            f"{type(loss).__name__}"
+        )
+    return loss
