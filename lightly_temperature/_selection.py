@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
 from torch import Tensor
 
 #: Rows per chunk of the CPU selection: bounds its int64 scratch memory to about 8 MiB.
 _SELECTION_CHUNK_ELEMENTS = 1 << 20
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    if workers not in _POOLS:
-        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="lt-topk")
-    return _POOLS[workers]
 
 
 def top_k_indices(values: Tensor, k: int) -> Tensor:
@@ -38,18 +29,9 @@ def top_k_indices(values: Tensor, k: int) -> Tensor:
     array = values.detach().contiguous().numpy()
     out = np.empty((array.shape[0], k), dtype=np.int64)
     rows = max(1, _SELECTION_CHUNK_ELEMENTS // max(1, n))
-    starts = range(0, array.shape[0], rows)
-
-    def select(start: int) -> None:
+    for start in range(0, array.shape[0], rows):
         chunk = array[start : start + rows]
         out[start : start + rows] = np.argpartition(chunk, n - k, axis=1)[:, n - k :]
-
-    workers = min(torch.get_num_threads(), len(starts))
-    if workers > 1:
-        list(_pool(workers).map(select, starts))
-    else:
-        for start in starts:
-            select(start)
     return torch.from_numpy(out)
 
 
