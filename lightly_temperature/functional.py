@@ -25,6 +25,7 @@ from typing import Union
 import torch
 from torch import Tensor
 
+from lightly_temperature._selection import top_k_indices
 from lightly_temperature._validation import (
     HardNegatives,
     check_hard_negatives,
@@ -61,9 +62,9 @@ def top_k_negatives(negatives: Tensor, k: int, num_negatives: int | None = None)
     k = resolve_hard_negatives(int(k), available)
     if k == negatives.shape[1]:
         return negatives
-    # topk's backward scatters into the selected entries only: every negative outside the
+    # gather's backward scatters into the selected entries only: every negative outside the
     # top-K gets an exact zero gradient, as in the paper's hard loss.
-    return negatives.topk(k, dim=1, sorted=False).values
+    return negatives.gather(1, top_k_indices(negatives, k))
 
 
 def info_nce_from_logits(
@@ -80,7 +81,7 @@ def info_nce_from_logits(
     available = negative_logits.shape[1] if num_negatives is None else num_negatives
     k = resolve_hard_negatives(hard_negatives, available)
     if hard_negatives is not None and k < available:
-        negative_logits = negative_logits.topk(k, dim=1, sorted=False).values
+        negative_logits = negative_logits.gather(1, top_k_indices(negative_logits, k))
     denominator = torch.logaddexp(positive_logits, torch.logsumexp(negative_logits, dim=1))
     return denominator - positive_logits
 
@@ -167,7 +168,7 @@ def simple_from_similarities(
     available = negatives.shape[1] if num_negatives is None else num_negatives
     k = resolve_hard_negatives(hard_negatives, available)
     if k < available:
-        selected = negatives.topk(k, dim=1, sorted=False).values
+        selected = negatives.gather(1, top_k_indices(negatives, k))
     elif available < negatives.shape[1]:
         # -inf marks non-negatives: they add nothing to the sum (and get no gradient).
         selected = negatives.masked_fill(negatives == float("-inf"), 0.0)

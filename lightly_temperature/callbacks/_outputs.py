@@ -64,12 +64,22 @@ def save_similarity_figure(
     FigureCanvasAgg(figure)
     ax = figure.add_subplot(1, 1, 1)
     bins = [i / 50 - 1 for i in range(101)]
-    ax.hist(positive.float().cpu().numpy(), bins=bins, density=True, alpha=0.6, label="positive")
+    # One polygon per histogram ("stepfilled"), not one rectangle per bin: same picture,
+    # a fraction of the drawing time (this runs inside the training loop).
+    ax.hist(
+        positive.float().cpu().numpy(),
+        bins=bins,
+        density=True,
+        alpha=0.6,
+        histtype="stepfilled",
+        label="positive",
+    )
     ax.hist(
         negatives.float().cpu().reshape(-1).numpy(),
         bins=bins,
         density=True,
         alpha=0.6,
+        histtype="stepfilled",
         label=f"top-{k} negatives",
     )
     ax.set_xlabel("cosine similarity")
@@ -77,7 +87,7 @@ def save_similarity_figure(
     ax.set_xlim(-1, 1)
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.9)  # tight_layout draws twice
     os.makedirs(os.path.dirname(path), exist_ok=True)
     figure.savefig(path, dpi=100)
 

@@ -43,6 +43,30 @@ class SimilarityBatch:
         )
 
 
+@dataclass
+class PairLayout:
+    """Who is compared with whom in one loss call (normalised embeddings, not yet multiplied).
+
+    Attributes:
+        anchors: ``(A, d)`` anchor rows.
+        candidates: ``(C, d)`` rows compared with every anchor (both views of the batch, or the
+            memory bank as a transposed view).
+        positive: ``(A,)`` similarity of each anchor to its positive.
+        self_col / pos_col: ``(A,)`` candidate column of the anchor itself and of its positive
+            (SimCLR mode), ``None`` in MoCo mode where every candidate is a negative.
+        num_negatives: real negatives per anchor.
+        temperature: the temperature of the call.
+    """
+
+    anchors: Tensor
+    candidates: Tensor
+    positive: Tensor
+    self_col: Tensor | None
+    pos_col: Tensor | None
+    num_negatives: int
+    temperature: float | Tensor
+
+
 class PairwiseLoss(nn.Module):
     """Base class: builds positives and negatives exactly as ``lightly.loss.NTXentLoss`` does.
 
@@ -54,7 +78,9 @@ class PairwiseLoss(nn.Module):
       then updated with ``out1`` when ``out0`` requires a gradient (as NTXentLoss does).
 
     Similarities are computed in float32 even under ``torch.autocast``. Subclasses implement
-    :meth:`loss_from_similarities`.
+    :meth:`loss_from_similarities` (the general path, on a :class:`SimilarityBatch`) and may
+    implement ``_fused_loss`` (the fast path used by ``forward``: one autograd node for the
+    similarity product and the reduction over negatives, see ``losses/_fused.py``).
     """
 
     def __init__(
@@ -102,24 +128,68 @@ class PairwiseLoss(nn.Module):
         check_embeddings(out0, out1)
         device_type = out0.device.type
         with torch.autocast(device_type=device_type, enabled=False):
-            batch = self.similarities(out0.float(), out1.float())
-            if self.store_similarities:
-                self.last_similarities = batch.detach()
-            if batch.num_negatives == 0:
+            layout = self._layout(out0.float(), out1.float())
+            if layout.num_negatives == 0:
                 # A batch of one sample has no negatives: the positive is alone in the
                 # denominator, so the loss is 0 (NTXentLoss gives 0 too). Keep the graph.
-                return batch.positive.sum() * 0.0
-            return self.loss_from_similarities(batch).mean()
+                if self.store_similarities:
+                    self.last_similarities = self._batch_from_layout(layout).detach()
+                return layout.positive.sum() * 0.0
+            loss = self._fused_loss(layout)
+            if loss is None:
+                batch = self._batch_from_layout(layout)
+                if self.store_similarities:
+                    self.last_similarities = batch.detach()
+                loss = self.loss_from_similarities(batch)
+            return loss.mean()
+
+    def _fused_loss(self, layout: PairLayout) -> Tensor | None:
+        """Per-anchor losses computed without materialising a :class:`SimilarityBatch`.
+
+        Subclasses return ``None`` to fall back to :meth:`loss_from_similarities`; when
+        ``store_similarities`` is set they must fill ``last_similarities`` themselves (see
+        :meth:`_store`).
+        """
+        return None
+
+    def _store(self, layout: PairLayout, negatives: Tensor, scaled: bool) -> None:
+        """Keeps ``last_similarities`` from the matrix a fused loss computed anyway.
+
+        ``negatives`` (detached, not needed by autograd) is modified in place: the positive
+        column gets ``-inf`` and, if ``scaled``, logits ``s / tau`` are turned back into
+        similarities (equal to the direct product up to float32 rounding).
+        """
+        if layout.pos_col is not None:
+            negatives.scatter_(1, layout.pos_col.unsqueeze(1), float("-inf"))
+        if scaled:
+            temperature = layout.temperature
+            if isinstance(temperature, Tensor):
+                temperature = temperature.detach()
+            negatives.mul_(temperature)
+        self.last_similarities = SimilarityBatch(
+            layout.positive.detach(), negatives, layout.num_negatives, layout.temperature
+        )
 
     def similarities(self, out0: Tensor, out1: Tensor) -> SimilarityBatch:
         """Cosine similarities of anchors to positives and negatives, in Lightly's layout."""
+        return self._batch_from_layout(self._layout(out0, out1))
+
+    def _layout(self, out0: Tensor, out1: Tensor) -> PairLayout:
         out0 = nn.functional.normalize(out0, dim=1)
         out1 = nn.functional.normalize(out1, dim=1)
         if self.uses_memory_bank:
-            return self._memory_bank_similarities(out0, out1)
-        return self._in_batch_similarities(out0, out1)
+            return self._memory_bank_layout(out0, out1)
+        return self._in_batch_layout(out0, out1)
 
-    def _memory_bank_similarities(self, out0: Tensor, out1: Tensor) -> SimilarityBatch:
+    @staticmethod
+    def _batch_from_layout(layout: PairLayout) -> SimilarityBatch:
+        sims = layout.anchors @ layout.candidates.T
+        if layout.self_col is not None:
+            excluded = torch.stack([layout.self_col, layout.pos_col], dim=1)
+            sims = sims.scatter(1, excluded, float("-inf"))
+        return SimilarityBatch(layout.positive, sims, layout.num_negatives, layout.temperature)
+
+    def _memory_bank_layout(self, out0: Tensor, out1: Tensor) -> PairLayout:
         bank_dim = self.memory_bank.size[1]
         if bank_dim != out0.shape[1]:
             raise ValueError(
@@ -130,11 +200,11 @@ class PairwiseLoss(nn.Module):
         out1, bank = self.memory_bank(out1, update=out0.requires_grad)
         bank = bank.to(device=out0.device, dtype=out0.dtype)  # (dim, entries)
         positive = (out0 * out1).sum(dim=1)
-        negatives = out0 @ bank
-        return SimilarityBatch(positive, negatives, negatives.shape[1], self.temperature)
+        return PairLayout(out0, bank.T, positive, None, None, bank.shape[1], self.temperature)
 
-    def _in_batch_similarities(self, out0: Tensor, out1: Tensor) -> SimilarityBatch:
+    def _in_batch_layout(self, out0: Tensor, out1: Tensor) -> PairLayout:
         n = out0.shape[0]
+        anchors = torch.cat([out0, out1], 0)
         if self.gather_distributed and dist.world_size() > 1:
             rank = dist.rank()
             candidates = torch.cat(
@@ -142,16 +212,15 @@ class PairwiseLoss(nn.Module):
             )
         else:
             rank = 0
-            candidates = torch.cat([out0, out1], 0)
+            candidates = anchors
         m = candidates.shape[0] // 2  # samples over all ranks
-        anchors = torch.cat([out0, out1], 0)
-        sims = anchors @ candidates.T  # (2n, 2m)
         # Column of each anchor itself and of its positive, built on the anchors' device.
         rows = torch.arange(2 * n, device=out0.device)
         local = rows % n + rank * n
         self_col = torch.where(rows < n, local, local + m)
         pos_col = torch.where(rows < n, local + m, local)
-        positive = sims.gather(1, pos_col.unsqueeze(1)).squeeze(1)
-        excluded = torch.stack([self_col, pos_col], dim=1)
-        negatives = sims.scatter(1, excluded, float("-inf"))
-        return SimilarityBatch(positive, negatives, 2 * m - 2, self.temperature)
+        # s(out0_i, out1_i) is the positive of both anchors (elementwise products commute).
+        positive = (out0 * out1).sum(dim=1).repeat(2)
+        return PairLayout(
+            anchors, candidates, positive, self_col, pos_col, 2 * m - 2, self.temperature
+        )

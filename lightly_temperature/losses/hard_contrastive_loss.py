@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
-from lightly_temperature._validation import HardNegatives
+from lightly_temperature._validation import HardNegatives, resolve_hard_negatives
 from lightly_temperature.functional import info_nce_from_logits
-from lightly_temperature.losses._base import PairwiseLoss, SimilarityBatch
+from lightly_temperature.losses._base import PairLayout, PairwiseLoss, SimilarityBatch
+from lightly_temperature.losses._fused import LOGSUMEXP, reduce_similarities
 
 #: The paper's alpha for CIFAR10/100 (4095 of 50,000 negatives).
 PAPER_ALPHA = 0.0819
@@ -51,6 +53,28 @@ class HardContrastiveLoss(PairwiseLoss):
         hard_negatives: HardNegatives = PAPER_ALPHA,
     ) -> None:
         super().__init__(temperature, memory_bank_size, gather_distributed, hard_negatives)
+
+    def _fused_loss(self, layout: PairLayout) -> Tensor | None:
+        # 1/tau is folded into the (A, d) anchors, not applied to the (A, C) logits.
+        k = resolve_hard_negatives(self.hard_negatives, layout.num_negatives)
+        hard = k < layout.num_negatives
+        query = layout.anchors / layout.temperature
+        positive = layout.positive / layout.temperature
+        excluded = None
+        if layout.self_col is not None:
+            # All negatives: the positive column may stay, it is the numerator's term of the
+            # denominator. Top-K: it must not be selected as a negative.
+            cols = [layout.self_col, layout.pos_col] if hard else [layout.self_col]
+            excluded = torch.stack(cols, dim=1)
+        lse, logits = reduce_similarities(
+            query, layout.candidates, excluded, k if hard else None, LOGSUMEXP
+        )
+        if self.store_similarities:
+            self._store(layout, logits, scaled=True)
+        if hard or layout.self_col is None:
+            # The positive is always in the denominator: log(exp(p) + sum_k exp(n_k)) - p.
+            return torch.logaddexp(positive, lse) - positive
+        return lse - positive
 
     def loss_from_similarities(self, batch: SimilarityBatch) -> Tensor:
         # Scaling by 1/tau after the matmul costs one pass over the (A, C) block; the

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 from lightly_temperature._validation import (
     HardNegatives,
     check_hard_negatives,
     check_temperature,
+    resolve_hard_negatives,
 )
 from lightly_temperature.functional import simple_from_similarities
-from lightly_temperature.losses._base import PairwiseLoss, SimilarityBatch
+from lightly_temperature.losses._base import PairLayout, PairwiseLoss, SimilarityBatch
+from lightly_temperature.losses._fused import SUM, reduce_similarities
 from lightly_temperature.losses.hard_contrastive_loss import PAPER_ALPHA
 
 
@@ -47,6 +50,26 @@ class SimpleLoss(PairwiseLoss):
         if negative_weight is not None:
             negative_weight = check_temperature(negative_weight, name="negative_weight")
         self.negative_weight = negative_weight
+
+    def _fused_loss(self, layout: PairLayout) -> Tensor | None:
+        k = resolve_hard_negatives(self.hard_negatives, layout.num_negatives)
+        weight = 1.0 / k if self.negative_weight is None else self.negative_weight
+        if k < layout.num_negatives:
+            excluded = None
+            if layout.self_col is not None:
+                excluded = torch.stack([layout.self_col, layout.pos_col], dim=1)
+            total, sims = reduce_similarities(layout.anchors, layout.candidates, excluded, k, SUM)
+            if self.store_similarities:
+                self._store(layout, sims, scaled=False)
+        elif self.store_similarities:
+            return None  # the similarity matrix is wanted: the general path builds it
+        else:
+            # The sum over all negatives needs no (A, C) matrix: a_i . sum_j c_j, minus the
+            # anchor itself and its positive in SimCLR mode.
+            total = layout.anchors @ layout.candidates.sum(dim=0)
+            if layout.self_col is not None:
+                total = total - (layout.anchors * layout.anchors).sum(dim=1) - layout.positive
+        return (-layout.positive + weight * total) / layout.temperature
 
     def loss_from_similarities(self, batch: SimilarityBatch) -> Tensor:
         loss = simple_from_similarities(

@@ -12,10 +12,13 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from lightly_temperature._selection import top_k_indices, top_k_values
 from lightly_temperature.metrics._common import (
     DEFAULT_CHUNK_SIZE,
     check_chunk_size,
@@ -31,7 +34,8 @@ def positive_and_top_negative_similarities(
 
     The anchors are the rows of ``z0``; the positive of anchor i is ``z1[i]``; its negatives
     are both views of every other sample, ``z0[j]`` and ``z1[j]`` for j != i (2N - 2 of them),
-    as in SimCLR. Extra memory is O(chunk_size x N).
+    as in SimCLR. Extra memory is O(chunk_size x N). The products with the other view are
+    computed in full, those within ``z0`` once per pair of blocks (the matrix is symmetric).
 
     Args:
         z0: ``(N, D)`` anchors (first views); L2-normalised here.
@@ -54,12 +58,67 @@ def positive_and_top_negative_similarities(
     z0 = F.normalize(z0, dim=1)
     z1 = F.normalize(z1, dim=1)
     positive = (z0 * z1).sum(dim=1)
-    candidates = torch.cat([z0, z1], dim=0)  # (2N, D)
-    top = []
-    for start, stop in chunks(n, chunk_size):
-        sims = z0[start:stop] @ candidates.T  # (c, 2N)
+    blocks = list(chunks(n, chunk_size))
+    # Per row block, the candidates found so far: the k largest of each block of columns.
+    found: list[list[Tensor]] = [[] for _ in blocks]
+    for b, (start, stop) in enumerate(blocks):
+        # The other view: every z1[j] but the positive.
+        sims = z0[start:stop] @ z1.T  # (c, N)
         rows = torch.arange(stop - start, device=z0.device)
-        sims[rows, rows + start] = float("-inf")  # the anchor itself
-        sims[rows, rows + start + n] = float("-inf")  # its positive
-        top.append(sims.topk(k, dim=1, sorted=True).values)
+        sims[rows, rows + start] = float("-inf")
+        _add(found[b], sims, k)
+    # The same view: z0 @ z0.T is symmetric, so each block above the diagonal serves the rows
+    # of both its row block and its column block (half the products of the full matrix).
+    for b, (start, stop) in enumerate(blocks):
+        for c, (col_start, col_stop) in enumerate(blocks[b:], start=b):
+            sims = z0[start:stop] @ z0[col_start:col_stop].T  # (c, c')
+            if c == b:
+                rows = torch.arange(stop - start, device=z0.device)
+                sims[rows, rows] = float("-inf")  # the anchor itself
+                _add(found[b], sims, k)
+            else:
+                _add(found[b], sims, k)
+                _add(found[c], sims.T.contiguous(), k)
+    top = [torch.cat(parts, dim=1).topk(k, dim=1, sorted=True).values for parts in found]
     return positive, torch.cat(top, dim=0)
+
+
+def _add(parts: list[Tensor], sims: Tensor, k: int, keep: int = 8) -> None:
+    """Adds the k largest of each row of ``sims`` to ``parts``, compacted every few blocks."""
+    parts.append(_top_k_values(sims, k) if sims.shape[1] > k else sims)
+    if len(parts) >= keep:
+        merged = torch.cat(parts, dim=1)
+        parts[:] = [top_k_values(merged, k) if merged.shape[1] > k else merged]
+
+
+def _top_k_values(sims: Tensor, k: int, sorted: bool = False) -> Tensor:
+    """``sims.topk(k, dim=1, sorted=sorted).values``, with the full rows read only once.
+
+    ``topk`` on the CPU copies every row into (value, index) pairs; for a small k most of that
+    is wasted. Instead the columns are dealt into groups of g (group j holds the columns
+    j, j + G, j + 2G, ... for G groups, so that the maxima are an elementwise maximum of g
+    contiguous slices: one vectorised pass). The k largest entries of a row lie in the k groups
+    with the largest maxima: the groups holding them have maxima >= the k-th largest entry, and
+    at most k groups do (with ties, the k chosen groups still hold the same values). So the
+    selection runs on the group maxima and on the k * g entries of the chosen groups (plus the
+    < g columns left over), never on the full row; on the CPU it is NumPy's partition (see
+    :mod:`lightly_temperature._selection`). Exact, the same values as ``topk``.
+    """
+    rows, width = sims.shape
+    group = max(4, math.isqrt(width // k))
+    groups = width // group
+    if groups < 2 * k:  # too few groups to save anything
+        return _select(sims, k, sorted)
+    main = groups * group
+    maxima = sims[:, :main].unflatten(1, (group, groups)).amax(dim=1)  # (rows, groups)
+    chosen = top_k_indices(maxima, k)  # (rows, k)
+    offsets = torch.arange(group, device=sims.device) * groups
+    columns = (chosen.unsqueeze(2) + offsets).flatten(1)  # (rows, k * group)
+    candidates = torch.cat([sims.gather(1, columns), sims[:, main:]], dim=1)
+    return _select(candidates, k, sorted)
+
+
+def _select(values: Tensor, k: int, sorted: bool) -> Tensor:
+    if sorted:
+        return values.topk(k, dim=1, sorted=True).values
+    return top_k_values(values, k)

@@ -1,0 +1,210 @@
+"""Forward+backward time and peak memory of the package's losses against Lightly's NTXentLoss.
+
+Runs every loss in the same process on the same inputs, interleaved (see ``_common``), and
+reports the median time, the median of the per-repeat time ratios to ``NTXentLoss``, and the peak
+extra memory of one forward+backward call (CUDA allocator statistics on a GPU, the profiler's
+allocation events on the CPU). Beside them: the floor, i.e. the similarity matrix product alone
+(forward and backward), the one operation every implementation has to do.
+
+Usage:
+    python benchmarks/bench_losses.py              # full run, appends to docs/benchmarks.md
+    python benchmarks/bench_losses.py --quick      # smoke test: tiny sizes, docs untouched
+    python benchmarks/bench_losses.py --threads 1 --repeats 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+from lightly.loss import NTXentLoss
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    append_to_docs,
+    machine_description,
+    markdown_table,
+    median,
+    paired_ratio,
+    peak_memory,
+    time_interleaved,
+)
+
+from lightly_temperature import HardContrastiveLoss, HardSimpleLoss, SimpleLoss  # noqa: E402
+
+REFERENCE = "NTXentLoss"
+FLOOR = "floor: similarity matmul"
+PLAIN = "HardContrastive(None)"
+HARD = "HardContrastive(K)"
+
+# Targets of issue 6 (time ratios to NTXentLoss).
+SIMCLR_PLAIN_TARGET = 0.70
+SIMCLR_HARD_TARGET = 0.90
+MOCO_HARD_TARGET = 1.05
+MEMORY_TARGET = 1.0
+
+
+def make_losses(bank: int, dim: int, k: object) -> dict[str, torch.nn.Module]:
+    size = (bank, dim) if bank else 0
+    return {
+        REFERENCE: NTXentLoss(temperature=0.5, memory_bank_size=size),
+        PLAIN: HardContrastiveLoss(temperature=0.5, memory_bank_size=size, hard_negatives=None),
+        HARD: HardContrastiveLoss(temperature=0.5, memory_bank_size=size, hard_negatives=k),
+        "HardSimple(K)": HardSimpleLoss(memory_bank_size=size, hard_negatives=k),
+        "Simple": SimpleLoss(memory_bank_size=size),
+    }
+
+
+def loss_step(loss_fn: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        x.grad = None
+        y.grad = None
+        loss_fn(x, y).backward()
+
+    return step
+
+
+def floor_step(
+    x: torch.Tensor, y: torch.Tensor, bank: torch.Tensor | None
+) -> Callable[[], None]:
+    """The similarity product alone: (2N, d) @ (d, 2N) (SimCLR) or (N, d) @ (d, bank) (MoCo)."""
+    if bank is None:
+        z = torch.cat([x, y]).detach().requires_grad_(True)
+        grad = torch.randn(z.shape[0], z.shape[0], device=x.device)
+    else:
+        z = x.detach().clone().requires_grad_(True)
+        grad = torch.randn(z.shape[0], bank.shape[1], device=x.device)
+
+    def step() -> None:
+        z.grad = None
+        sims = z @ (z.T if bank is None else bank)
+        sims.backward(grad)
+
+    return step
+
+
+def run_config(
+    mode: str, batch: int, dim: int, bank: int, k: object, repeats: int, device: torch.device
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    torch.manual_seed(0)
+    x = torch.randn(batch, dim, device=device, requires_grad=True)
+    y = torch.randn(batch, dim, device=device, requires_grad=True)
+    losses = {name: loss.to(device) for name, loss in make_losses(bank, dim, k).items()}
+    steps: dict[str, Callable[[], None]] = {
+        name: loss_step(loss, x, y) for name, loss in losses.items()
+    }
+    bank_tensor = torch.randn(dim, bank, device=device) if bank else None
+    steps[FLOOR] = floor_step(x, y, bank_tensor)
+    for step in steps.values():  # first call: allocates memory banks, warms caches
+        step()
+    memory = {name: peak_memory(step, device) for name, step in steps.items()}
+    times = time_interleaved(steps, repeats=repeats, warmup=1, device=device)
+    return times, memory
+
+
+def describe_k(mode: str, batch: int, k: object) -> str:
+    if isinstance(k, float):
+        negatives = 2 * batch - 2
+        return f"{round(k * negatives)} of {negatives}"
+    return str(k)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, no docs (smoke test)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per loss")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--no-docs", action="store_true", help="do not append to docs")
+    parser.add_argument(
+        "--only", choices=["simclr", "moco"], default=None, help="run one mode only"
+    )
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dim = 128
+    if args.quick:
+        simclr_batches, moco = [32], (32, 1024, 63)
+        repeats = args.repeats or 2
+    else:
+        simclr_batches = [256, 512, 1024] + ([4096] if device.type == "cuda" else [])
+        moco = (256, 65536, 4095)
+        repeats = args.repeats or 11
+    configs = []
+    if args.only in (None, "simclr"):
+        configs += [("SimCLR", b, 0, 0.08) for b in simclr_batches]
+    if args.only in (None, "moco"):
+        configs.append(("MoCo", moco[0], moco[1], moco[2]))
+
+    print(f"machine: {machine_description(device)}; {repeats} repeats", flush=True)
+    rows = []
+    verdicts = []
+    for mode, batch, bank, k in configs:
+        times, memory = run_config(mode, batch, dim, bank, k, repeats, device)
+        ref_time, ref_mem = median(times[REFERENCE]), memory[REFERENCE]
+        setting = f"{mode} N={batch}" + (f" bank={bank}" if bank else "")
+        for name in times:
+            ratio = paired_ratio(times, name, REFERENCE)
+            mem_ratio = memory[name] / ref_mem if ref_mem else float("nan")
+            label = name.replace("(K)", f"(K={describe_k(mode, batch, k)})")
+            rows.append([
+                setting, label, f"{median(times[name]) * 1e3:.2f}", f"{ratio:.2f}",
+                f"{memory[name] / 2**20:.1f}", f"{mem_ratio:.2f}",
+            ])
+            print(" | ".join(rows[-1]), flush=True)
+        del ref_time
+        verdicts += target_verdicts(mode, setting, times, memory)
+    table = markdown_table(
+        ["setting", "loss", "fwd+bwd ms (median)", "time / NTXent", "peak MiB", "memory / NTXent"],
+        rows,
+    )
+    print()
+    print(table)
+    print()
+    for line in verdicts:
+        print(line)
+    if not (args.quick or args.no_docs):
+        body = (
+            f"Forward+backward of each loss on random (N, {dim}) embeddings, {repeats} "
+            "interleaved repeats; the machine was shared with other jobs, so absolute times are "
+            "noisy and the paired ratios are the figures to read. Peak memory: "
+            + ("CUDA allocator peak" if device.type == "cuda" else
+               "torch.profiler allocation events (peak of the running sum of allocations and "
+               "frees during one call)")
+            + ".\n\n" + table + "\n\n" + "\n".join(f"- {v}" for v in verdicts)
+        )
+        append_to_docs("Losses: time and peak memory against NTXentLoss", device, body)
+    return 0
+
+
+def target_verdicts(
+    mode: str, setting: str, times: dict[str, list[float]], memory: dict[str, int]
+) -> list[str]:
+    out = []
+
+    def verdict(name: str, target: float) -> str:
+        ratio = paired_ratio(times, name, REFERENCE)
+        met = "met" if ratio <= target else "NOT met"
+        return f"{setting}: {name} time {ratio:.2f}x NTXent (target <= {target:.2f}x): {met}"
+
+    if mode == "SimCLR":
+        out.append(verdict(PLAIN, SIMCLR_PLAIN_TARGET))
+        out.append(verdict(HARD, SIMCLR_HARD_TARGET))
+    else:
+        out.append(verdict(HARD, MOCO_HARD_TARGET))
+    worst = max(memory[n] / memory[REFERENCE] for n in (PLAIN, HARD))
+    met = "met" if worst <= MEMORY_TARGET else "NOT met"
+    out.append(
+        f"{setting}: HardContrastive peak memory {worst:.2f}x NTXent (target <= 1.00x): {met}"
+    )
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""The fused loss path (one autograd node, CPU top-K by argpartition) against plain autograd."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightly.loss import NTXentLoss
+from lightly.utils import dist
+
+from lightly_temperature import HardContrastiveLoss, HardSimpleLoss, SimpleLoss, _selection
+from lightly_temperature.losses._fused import LOGSUMEXP, SUM, reduce_similarities
+
+
+@pytest.mark.parametrize("shape, k", [((7, 50), 1), ((7, 50), 13), ((40, 300), 24), ((3, 9), 8)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_top_k_indices_select_the_same_set_as_topk(monkeypatch, shape, k, dtype, threads):
+    monkeypatch.setattr(_selection, "_SELECTION_CHUNK_ELEMENTS", 100)  # several chunks
+    torch.manual_seed(k)
+    values = torch.randn(*shape, dtype=dtype)
+    values[:, 0] = float("-inf")  # excluded entries are never selected while k < finite
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # 2: chunks are selected in a thread pool
+    try:
+        index = _selection.top_k_indices(values, k)
+    finally:
+        torch.set_num_threads(before)
+    assert index.shape == (shape[0], k) and index.dtype == torch.int64
+    got = values.gather(1, index).sort(dim=1).values
+    expected = values.topk(k, dim=1).values.sort(dim=1).values
+    assert torch.equal(got, expected)
+    assert (index.sort(dim=1).values.diff(dim=1) > 0).all()  # k distinct columns per row
+
+
+def _reference(query, candidates, excluded, k, kind):
+    logits = query @ candidates.T
+    if excluded is not None:
+        logits = logits.scatter(1, excluded, float("-inf"))
+    if k is not None:
+        logits = logits.topk(k, dim=1).values
+    return torch.logsumexp(logits, 1) if kind == LOGSUMEXP else logits.sum(1)
+
+
+@pytest.mark.parametrize(
+    "k, kind", [(None, LOGSUMEXP), (1, LOGSUMEXP), (5, LOGSUMEXP), (1, SUM), (5, SUM)]
+)
+@pytest.mark.parametrize("with_excluded", [False, True])
+def test_reduce_similarities_value_and_gradients_equal_autograd(k, kind, with_excluded):
+    torch.manual_seed(0)
+    query = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    candidates = torch.randn(12, 4, dtype=torch.float64, requires_grad=True)
+    excluded = torch.stack([torch.arange(6), torch.arange(6) + 6], 1) if with_excluded else None
+    weights = torch.rand(6, dtype=torch.float64)  # a non-uniform incoming gradient
+    out, logits = reduce_similarities(query, candidates, excluded, k, kind)
+    gq, gc = torch.autograd.grad((out * weights).sum(), [query, candidates])
+    ref = _reference(query, candidates, excluded, k, kind)
+    rq, rc = torch.autograd.grad((ref * weights).sum(), [query, candidates])
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gq, rq, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gc, rc, rtol=1e-12, atol=1e-12)
+    assert not logits.requires_grad
+    if with_excluded:
+        assert torch.isinf(logits).sum(1).eq(2).all()
+
+
+def test_hard_loss_gives_exact_zero_gradient_to_bank_rows_outside_top_k():
+    # MoCo mode with a bank that requires no gradient: check through the query instead.
+    # With K = 1 only the hardest bank entry enters: the query's gradient lies in the span of
+    # the query itself, its positive and that one entry.
+    torch.manual_seed(0)
+    query = torch.randn(1, 4, dtype=torch.float64, requires_grad=True)
+    bank = torch.randn(9, 4, dtype=torch.float64, requires_grad=True)
+    out, _ = reduce_similarities(query, bank, None, 1, LOGSUMEXP)
+    (grad_bank,) = torch.autograd.grad(out.sum(), [bank])
+    hardest = (query @ bank.T).argmax()
+    nonzero = grad_bank.abs().sum(1) != 0
+    assert nonzero.sum() == 1 and nonzero[hardest]
+
+
+def test_backward_twice_with_retain_graph_gives_twice_the_gradient():
+    torch.manual_seed(0)
+    out0 = torch.randn(8, 5, requires_grad=True)
+    out1 = torch.randn(8, 5, requires_grad=True)
+    for hard_negatives in (None, 3):
+        loss_fn = HardContrastiveLoss(hard_negatives=hard_negatives)
+        out0.grad = None
+        loss = loss_fn(out0, out1)
+        loss.backward(retain_graph=True)
+        first = out0.grad.clone()
+        loss.backward()
+        torch.testing.assert_close(out0.grad, 2 * first)
+
+
+def test_tensor_temperature_gets_the_ntxent_gradient():
+    torch.manual_seed(0)
+    out0, out1 = torch.randn(6, 5), torch.randn(6, 5)
+    grads = []
+    plain = lambda temperature: HardContrastiveLoss(temperature, hard_negatives=None)  # noqa: E731
+    for make in (NTXentLoss, plain):
+        tau = torch.tensor(0.3, requires_grad=True)
+        a = out0.clone().requires_grad_(True)
+        loss = make(temperature=tau)(a, out1)
+        grads.append((loss.detach(), *torch.autograd.grad(loss, [tau, a])))
+    for e, a in zip(*grads):
+        torch.testing.assert_close(a, e, atol=1e-6, rtol=1e-5)
+
+
+def _fake_two_ranks(monkeypatch, other0, other1):
+    """Pretends to be rank 1 of 2; rank 0 holds ``other0``/``other1`` (no gradient to them)."""
+    monkeypatch.setattr(dist, "world_size", lambda: 2)
+    monkeypatch.setattr(dist, "rank", lambda: 1)
+    others = iter([])
+
+    def gather(x):
+        nonlocal others
+        # Each loss gathers out0 then out1 once per call.
+        try:
+            other = next(others)
+        except StopIteration:
+            others = iter([other0, other1])
+            other = next(others)
+        return (other, x)
+
+    monkeypatch.setattr(dist, "gather", gather)
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_gather_distributed_layout_equals_ntxent_on_rank_one_of_two(monkeypatch, temperature):
+    torch.manual_seed(0)
+    other0, other1 = torch.randn(4, 6), torch.randn(4, 6)
+    other0 = torch.nn.functional.normalize(other0, dim=1)
+    other1 = torch.nn.functional.normalize(other1, dim=1)
+    _fake_two_ranks(monkeypatch, other0, other1)
+    out0, out1 = torch.randn(4, 6), torch.randn(4, 6)
+    results = []
+    for loss_fn in (
+        NTXentLoss(temperature=temperature, gather_distributed=True),
+        HardContrastiveLoss(temperature, gather_distributed=True, hard_negatives=None),
+    ):
+        a = out0.clone().requires_grad_(True)
+        b = out1.clone().requires_grad_(True)
+        loss = loss_fn(a, b)
+        results.append((loss.detach(), *torch.autograd.grad(loss, [a, b])))
+    for e, a in zip(*results):
+        torch.testing.assert_close(a, e, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("memory_bank_size", [0, (20, 6)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda size: HardContrastiveLoss(0.2, size, hard_negatives=None),
+        lambda size: HardContrastiveLoss(0.2, size, hard_negatives=3),
+        lambda size: HardSimpleLoss(0.5, size, hard_negatives=3),
+        lambda size: SimpleLoss(0.5, size),
+    ],
+)
+def test_fused_path_equals_the_similarity_batch_path(make, memory_bank_size):
+    """forward() (fused) == loss_from_similarities(similarities()) (the general path)."""
+    torch.manual_seed(0)
+    out0, out1 = torch.randn(5, 6), torch.randn(5, 6)
+    fused, general = make(memory_bank_size), make(memory_bank_size)
+    if memory_bank_size:
+        general.memory_bank.bank.copy_(fused.memory_bank.bank)
+    fused.store_similarities = True
+    a0, a1 = out0.clone().requires_grad_(True), out1.clone().requires_grad_(True)
+    loss = fused(a0, a1)
+    g_fused = torch.autograd.grad(loss, [a0, a1])
+    b0, b1 = out0.clone().requires_grad_(True), out1.clone().requires_grad_(True)
+    batch = general.similarities(b0, b1)
+    expected = general.loss_from_similarities(batch).mean()
+    g_general = torch.autograd.grad(expected, [b0, b1])
+    torch.testing.assert_close(loss, expected, atol=1e-6, rtol=1e-5)
+    for g, e in zip(g_fused, g_general):
+        torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-5)
+    stored = fused.last_similarities
+    torch.testing.assert_close(stored.positive, batch.positive.detach())
+    assert torch.equal(torch.isinf(stored.negatives), torch.isinf(batch.negatives))
+    finite = torch.isfinite(batch.negatives)
+    torch.testing.assert_close(
+        stored.negatives[finite], batch.negatives.detach()[finite], atol=1e-6, rtol=1e-5
+    )
+    assert stored.num_negatives == batch.num_negatives
+    # Storing changes nothing in the loss.
+    fused.store_similarities = False
+    if memory_bank_size:
+        fused.memory_bank.bank.copy_(general.memory_bank.bank)
+    torch.testing.assert_close(fused(out0, out1), general(out0, out1), atol=1e-6, rtol=1e-5)
