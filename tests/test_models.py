@@ -191,3 +191,20 @@ def test_bf16_mixed_precision(cls):
     check = CheckOutputs()
     fit(tiny(cls, "hard_contrastive"), steps=2, callbacks=[check], precision="bf16-mixed")
     assert len(check.losses) == 2 and all(torch.isfinite(torch.tensor(check.losses)))
+
+
+def test_optimizer_and_paper_step_decay_are_arguments():
+    from lightly_temperature.models.backbones import SmallCNN
+
+    adamw = SimCLR(backbone=SmallCNN(1), optimizer="adamw", lr=2e-3, max_epochs=5)
+    config = adamw.configure_optimizers()
+    assert isinstance(config["optimizer"], torch.optim.AdamW)
+    assert isinstance(config["lr_scheduler"], torch.optim.lr_scheduler.CosineAnnealingLR)
+    paper = SimCLR(backbone=SmallCNN(1), lr_milestones=(160, 190))
+    config = paper.configure_optimizers()
+    assert isinstance(config["optimizer"], torch.optim.SGD)
+    assert config["lr_scheduler"].milestones == {160: 1, 190: 1}
+    with pytest.raises(ValueError, match=r"optimizer must be one of sgd, adamw, got 'adam'"):
+        SimCLR(backbone=SmallCNN(1), optimizer="adam")
+    with pytest.raises(ValueError, match=r"lr_milestones.*\[0\]"):
+        SimCLR(backbone=SmallCNN(1), lr_milestones=[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -12,10 +13,10 @@ from torch import Tensor, nn
 from lightly_temperature.models.backbones import resnet18_backbone
 from lightly_temperature.registry import build_loss, get_loss_class, loss_parameters
 
+OPTIMIZERS = ("sgd", "adamw")
 
-def resolve_backbone(
-    backbone: nn.Module | None, feature_dim: int | None
-) -> tuple[nn.Module, int]:
+
+def resolve_backbone(backbone: nn.Module | None, feature_dim: int | None) -> tuple[nn.Module, int]:
     """The backbone (Lightly's ResNet-18 by default) and its feature dimension."""
     if backbone is None:
         backbone = resnet18_backbone()
@@ -50,11 +51,7 @@ def make_loss(
     if not isinstance(loss, str):
         raise ValueError(f"loss must be a loss name or a torch.nn.Module, got {loss!r}")
     accepted = loss_parameters(get_loss_class(loss))
-    kwargs = {
-        key: value
-        for key, value in defaults.items()
-        if accepted is None or key in accepted
-    }
+    kwargs = {key: value for key, value in defaults.items() if accepted is None or key in accepted}
     kwargs.update(loss_kwargs)
     return build_loss(loss, **kwargs)
 
@@ -87,11 +84,27 @@ class ContrastiveModule(pl.LightningModule):
     """Optimizer and argument checks shared by :class:`SimCLR` and :class:`MoCo`."""
 
     def __init__(
-        self, lr: float, momentum: float, weight_decay: float, max_epochs: int | None
+        self,
+        lr: float,
+        momentum: float,
+        weight_decay: float,
+        max_epochs: int | None,
+        optimizer: str = "sgd",
+        lr_milestones: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        for name, value, low in (("lr", lr, 0.0), ("momentum", momentum, None),
-                                 ("weight_decay", weight_decay, None)):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+        milestones = tuple(lr_milestones or ())
+        if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones):
+            raise ValueError(f"lr_milestones must be epochs (ints >= 1), got {lr_milestones!r}")
+        self.optimizer_name = optimizer
+        self.lr_milestones = milestones
+        for name, value, low in (
+            ("lr", lr, 0.0),
+            ("momentum", momentum, None),
+            ("weight_decay", weight_decay, None),
+        ):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             ok = ok and math.isfinite(value) and (value > low if low is not None else value >= 0)
             if not ok:
@@ -117,10 +130,21 @@ class ContrastiveModule(pl.LightningModule):
         return 10  # Lightly's examples train 10 epochs
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """SGD (Lightly's examples: lr 0.06) with a cosine learning-rate decay over the epochs."""
+        """SGD (Lightly's examples: lr 0.06) or AdamW, with a cosine learning-rate decay over
+        the epochs, or the paper's step decay (x0.1 at ``lr_milestones``)."""
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(
-            params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
-        )
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.max_epochs)
+        if self.optimizer_name == "adamw":
+            optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+                params, lr=self.lr, weight_decay=self.weight_decay
+            )
+        else:
+            optimizer = torch.optim.SGD(
+                params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+            )
+        if self.lr_milestones:
+            scheduler: Any = torch.optim.lr_scheduler.MultiStepLR(
+                optimizer, list(self.lr_milestones), gamma=0.1
+            )
+        else:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.max_epochs)
         return {"optimizer": optimizer, "lr_scheduler": scheduler}

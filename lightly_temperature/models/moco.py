@@ -59,12 +59,15 @@ class MoCo(ContrastiveModule):
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         max_epochs: int | None = None,
+        optimizer: str = "sgd",
+        lr_milestones: Sequence[int] | None = None,
         gather_distributed: bool = True,
         **loss_kwargs: Any,
     ) -> None:
-        super().__init__(lr, momentum, weight_decay, max_epochs)
-        self.save_hyperparameters(ignore=["backbone", "loss"] if not isinstance(loss, str)
-                                  else ["backbone"])
+        super().__init__(lr, momentum, weight_decay, max_epochs, optimizer, lr_milestones)
+        self.save_hyperparameters(
+            ignore=["backbone", "loss"] if not isinstance(loss, str) else ["backbone"]
+        )
         if not isinstance(momentum_start, (int, float)) or not 0.0 <= momentum_start <= 1.0:
             raise ValueError(f"momentum_start must be a float in [0, 1], got {momentum_start!r}")
         self.momentum_start = float(momentum_start)

@@ -3,6 +3,7 @@ is one argument."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from lightly.models.modules import SimCLRProjectionHead
@@ -33,6 +34,9 @@ class SimCLR(ContrastiveModule):
         lr, momentum, weight_decay: SGD (lr 0.06 as in Lightly's example), with a cosine
             learning-rate decay over ``max_epochs``.
         max_epochs: epochs of the schedule; default the trainer's ``max_epochs``.
+        optimizer: ``"sgd"`` (default) or ``"adamw"`` (``momentum`` unused).
+        lr_milestones: epochs where the learning rate is multiplied by 0.1 (the paper's step
+            decay, e.g. ``(160, 190)``) instead of the cosine decay.
         gather_distributed: passed to the loss (default True: under DDP the negatives come
             from all processes, as in Lightly's distributed examples; no effect on one device).
         **loss_kwargs: arguments of the loss: ``temperature``, ``hard_negatives``, ...
@@ -58,12 +62,15 @@ class SimCLR(ContrastiveModule):
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         max_epochs: int | None = None,
+        optimizer: str = "sgd",
+        lr_milestones: Sequence[int] | None = None,
         gather_distributed: bool = True,
         **loss_kwargs: Any,
     ) -> None:
-        super().__init__(lr, momentum, weight_decay, max_epochs)
-        self.save_hyperparameters(ignore=["backbone", "loss"] if not isinstance(loss, str)
-                                  else ["backbone"])
+        super().__init__(lr, momentum, weight_decay, max_epochs, optimizer, lr_milestones)
+        self.save_hyperparameters(
+            ignore=["backbone", "loss"] if not isinstance(loss, str) else ["backbone"]
+        )
         self.backbone, feature_dim = resolve_backbone(backbone, feature_dim)
         self.projection_head = SimCLRProjectionHead(feature_dim, hidden_dim, output_dim)
         self.criterion = make_loss(loss, {"gather_distributed": gather_distributed}, loss_kwargs)

@@ -63,38 +63,15 @@ def build_module(config: StudyConfig, run: RunSpec, data: StudyData) -> pl.Light
         lr=config.lr,
         weight_decay=config.weight_decay,
         max_epochs=run.epochs,
+        optimizer=config.optimizer,
+        lr_milestones=config.lr_milestones or None,
         **loss_kwargs,
     )
     if config.method == "moco":
         module: pl.LightningModule = MoCo(memory_bank_size=config.memory_bank_size, **kwargs)
     else:
         module = SimCLR(**kwargs)
-    if config.optimizer != "sgd" or config.lr_milestones:
-        _set_optimizer(module, config)
     return module
-
-
-def _set_optimizer(module: pl.LightningModule, config: StudyConfig) -> None:
-    """Replaces the module's optimizer (SGD, cosine decay) by AdamW, or its schedule by the
-    paper's step decay (x0.1 at ``lr_milestones``)."""
-
-    def configure_optimizers():
-        params = [p for p in module.parameters() if p.requires_grad]
-        if config.optimizer == "sgd":
-            optimizer = torch.optim.SGD(
-                params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay
-            )
-        else:
-            optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        if config.lr_milestones:
-            scheduler = torch.optim.lr_scheduler.MultiStepLR(
-                optimizer, list(config.lr_milestones), gamma=0.1
-            )
-        else:
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
-
-    module.configure_optimizers = configure_optimizers  # type: ignore[method-assign]
 
 
 def _trainer(config: StudyConfig, run: RunSpec, output: Path) -> pl.Trainer:
