@@ -108,7 +108,7 @@ def _plot_metric(ax, agg: Aggregate, losses: Sequence[str], column: str, label: 
         if loss in TEMPERATURE_FREE_LOSSES and len(points) == 1:
             (mean, _, _) = points[0][1]
             ax.axhline(
-                mean * scale, linestyle="--", color=None, label=f"{display_name(loss)} (no τ)"
+                mean * scale, linestyle="--", color=color, label=f"{display_name(loss)} (no τ)"
             )
             continue
         xs = [p[0] for p in points]
