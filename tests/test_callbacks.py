@@ -27,7 +27,11 @@ from lightly_temperature import (
     tolerance,
     uniformity,
 )
-from lightly_temperature.callbacks._outputs import log_histograms
+from lightly_temperature.callbacks._outputs import (
+    SimilarityFigure,
+    log_histograms,
+    save_similarity_figure,
+)
 from lightly_temperature.losses import SimilarityBatch
 from tests._simclr_digits import TinySimCLR, digits_tensors, probe_loader, train_loader
 
@@ -485,3 +489,29 @@ def test_iterable_probe_takes_the_first_max_samples(tmp_path):
     assert analysis.history[-1]["uniformity"] == pytest.approx(
         _direct_metrics(model, first40)["uniformity"], rel=1e-5
     )
+
+
+def test_reused_similarity_figure_draws_what_a_fresh_figure_draws(tmp_path):
+    # The callback keeps one figure and redraws it per evaluation: the PNG of a later
+    # evaluation must be byte for byte the one a fresh figure draws from the same values.
+    generator = torch.Generator().manual_seed(0)
+    figure = SimilarityFigure(k=10)
+    for i in range(3):
+        positive = (torch.randn(50, generator=generator) * 0.2 + 0.2 * i).clamp(-1, 1)
+        negatives = (torch.randn(50, 10, generator=generator) * 0.3 - 0.1 * i).clamp(-1, 1)
+        figure.save(str(tmp_path / f"reused{i}.png"), positive, negatives, f"epoch {i}")
+    save_similarity_figure(str(tmp_path / "fresh.png"), positive, negatives, "epoch 2", k=10)
+    reused, fresh = (tmp_path / "reused2.png").read_bytes(), (tmp_path / "fresh.png").read_bytes()
+    assert reused == fresh
+    assert reused != (tmp_path / "reused1.png").read_bytes()
+
+
+def test_similarity_figure_is_rebuilt_after_pickling(tmp_path):
+    import pickle
+
+    analysis = TemperatureAnalysis(probe_loader(20))
+    analysis._figure.save(str(tmp_path / "a.png"), torch.rand(5), torch.rand(5, 3), "a")
+    copy = pickle.loads(pickle.dumps(analysis))
+    assert copy._figure._parts is None and copy._figure.k == 10
+    copy._figure.save(str(tmp_path / "b.png"), torch.rand(5), torch.rand(5, 3), "b")
+    assert (tmp_path / "b.png").stat().st_size > 1000
