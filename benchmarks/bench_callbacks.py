@@ -22,7 +22,7 @@ probe, metrics, histograms, PNG, CSV) on the trained module.
 Usage:
     python benchmarks/bench_callbacks.py               # appends to docs/benchmarks.md
     python benchmarks/bench_callbacks.py --quick       # smoke test, docs untouched
-    python benchmarks/bench_callbacks.py --repeats 5 --epochs 6 --breakdown
+    python benchmarks/bench_callbacks.py --repeats 7 --epochs 8 --breakdown
 """
 
 from __future__ import annotations
@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     threads = config.threads or (1 if config.backbone == "small_cnn" else None)
     if threads:
         torch.set_num_threads(threads)
-    repeats = args.repeats or (1 if args.quick else 5)
-    epochs = args.epochs or (2 if args.quick else 6)
+    repeats = args.repeats or (1 if args.quick else 7)
+    epochs = args.epochs or (2 if args.quick else 8)
     run = study_run(config, epochs)
     data = study_data(args.quick)
     print(f"machine: {machine_description(torch.device('cpu'))}", flush=True)

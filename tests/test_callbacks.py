@@ -7,6 +7,7 @@ import math
 import sys
 import types
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -491,19 +492,48 @@ def test_iterable_probe_takes_the_first_max_samples(tmp_path):
     )
 
 
+def _reference_similarity_png(path, positive, negatives, title, k):
+    """The figure drawn from scratch with ax.hist, as the callback first did."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 3.5))
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot(1, 1, 1)
+    bins = [i / 50 - 1 for i in range(101)]
+    for values, label in ((positive, "positive"), (negatives.reshape(-1), f"top-{k} negatives")):
+        ax.hist(values.numpy(), bins=bins, density=True, alpha=0.6, histtype="stepfilled",
+                label=label)
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel("density")
+    ax.set_xlim(-1, 1)
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.9)
+    figure.savefig(path, dpi=100)
+
+
 def test_reused_similarity_figure_draws_what_a_fresh_figure_draws(tmp_path):
-    # The callback keeps one figure and redraws it per evaluation: the PNG of a later
-    # evaluation must be byte for byte the one a fresh figure draws from the same values.
+    # The callback keeps one figure and redraws only what changes per evaluation: every PNG
+    # must have the pixels of the figure drawn from scratch, whatever the y range.
+    from PIL import Image
+
+    def pixels(path):
+        return torch.from_numpy(np.asarray(Image.open(path)).copy())
+
     generator = torch.Generator().manual_seed(0)
     figure = SimilarityFigure(k=10)
-    for i in range(3):
-        positive = (torch.randn(50, generator=generator) * 0.2 + 0.2 * i).clamp(-1, 1)
-        negatives = (torch.randn(50, 10, generator=generator) * 0.3 - 0.1 * i).clamp(-1, 1)
-        figure.save(str(tmp_path / f"reused{i}.png"), positive, negatives, f"epoch {i}")
-    save_similarity_figure(str(tmp_path / "fresh.png"), positive, negatives, "epoch 2", k=10)
-    reused, fresh = (tmp_path / "reused2.png").read_bytes(), (tmp_path / "fresh.png").read_bytes()
-    assert reused == fresh
-    assert reused != (tmp_path / "reused1.png").read_bytes()
+    for i, (n, spread) in enumerate([(50, 0.2), (400, 0.02), (30, 0.5)]):
+        positive = (torch.randn(n, generator=generator) * spread + 0.3 * i).clamp(-1, 1)
+        negatives = (torch.randn(n, 10, generator=generator) * spread - 0.2 * i).clamp(-1, 1)
+        reused, reference = tmp_path / f"reused{i}.png", tmp_path / f"reference{i}.png"
+        title = f"epoch {i}: uniformity {i}.123"
+        figure.save(str(reused), positive, negatives, title)
+        _reference_similarity_png(reference, positive, negatives, title, 10)
+        assert torch.equal(pixels(reused), pixels(reference)), f"evaluation {i}"
+    save_similarity_figure(str(tmp_path / "fresh.png"), positive, negatives, title, k=10)
+    assert (tmp_path / "fresh.png").read_bytes() == (tmp_path / "reused2.png").read_bytes()
+    assert not torch.equal(pixels(tmp_path / "reused1.png"), pixels(tmp_path / "reused2.png"))
 
 
 def test_similarity_figure_is_rebuilt_after_pickling(tmp_path):

@@ -60,15 +60,21 @@ class SimilarityFigure:
 
     The figure, its axes, labels, legend and the two filled step patches (Matplotlib's
     ``stairs``: the picture of ``hist(histtype="stepfilled", density=True)``) are built on the
-    first :meth:`save` and kept; every later call only sets the two histograms, the y range and
-    the title before saving. Rebuilding all of it per evaluation cost about 3/4 of the time
-    (creating the tick and text artists); this runs inside the training loop. Matplotlib's
-    object API with the Agg canvas: no global backend switch, no pyplot.
+    first :meth:`save`, and the parts that never change (the x axis, its labels, the frame
+    background) are rendered once and kept as a pixel buffer. Every call then restores that
+    buffer and draws only what changes: the two histograms, the y axis (its range follows the
+    data), the spines, the legend and the title, in the order a full draw uses. The pixels are
+    those of a full ``savefig`` of the same figure; drawing them costs about 5x less than
+    building and drawing a new figure per evaluation (this runs inside the training loop).
+    Matplotlib's object API with the Agg canvas: no global backend switch, no pyplot.
+    Matplotlib style settings (rcParams) are read when the figure is built.
 
     Example:
         >>> figure = SimilarityFigure(k=10)
         >>> figure.save("epoch0.png", positive, negatives, "epoch 0")  # (A,), (A, 10)
     """
+
+    DPI = 100
 
     def __init__(self, k: int) -> None:
         self.k = k
@@ -81,8 +87,8 @@ class SimilarityFigure:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        figure = Figure(figsize=(5, 3.5))
-        FigureCanvasAgg(figure)
+        figure = Figure(figsize=(5, 3.5), dpi=self.DPI)
+        canvas = FigureCanvasAgg(figure)
         ax = figure.add_subplot(1, 1, 1)
         zeros = [0.0] * (len(SIMILARITY_BINS) - 1)
         patches = [  # C0, C1: the first colours of the property cycle, as ax.hist takes them
@@ -93,17 +99,26 @@ class SimilarityFigure:
         ax.set_ylabel("density")
         ax.set_xlim(-1, 1)
         title = ax.set_title("", fontsize=9)
-        ax.legend(loc="upper left", fontsize=8)
+        legend = ax.legend(loc="upper left", fontsize=8)
         # fixed margins: tight_layout would draw the figure twice
         figure.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.9)
-        return figure, ax, patches, title
+        # What changes is "animated": left out of canvas.draw(), drawn by save() on top of
+        # the background, in z-order (stable, as Axes.draw sorts its children).
+        changing = [*patches, ax.yaxis, *ax.spines.values(), legend, title]
+        for artist in changing:
+            artist.set_animated(True)
+        changing.sort(key=lambda artist: artist.get_zorder())
+        canvas.draw()
+        background = canvas.copy_from_bbox(figure.bbox)
+        return figure, canvas, ax, patches, title, changing, background
 
     def save(self, path: str, positive: Tensor, negatives: Tensor, title: str) -> None:
         import numpy as np
+        from matplotlib.image import imsave
 
         if self._parts is None:
             self._parts = self._build()
-        figure, ax, patches, title_artist = self._parts
+        figure, canvas, ax, patches, title_artist, changing, background = self._parts
         top = 0.0
         for patch, values in zip(patches, (positive, negatives)):
             density, _ = np.histogram(
@@ -116,8 +131,12 @@ class SimilarityFigure:
             top = max(top, float(density.max()))
         ax.set_ylim(0, 1.05 * top if top > 0 else 1.0)  # Matplotlib's 5 % autoscale margin
         title_artist.set_text(title)
+        canvas.restore_region(background)
+        for artist in changing:
+            ax.draw_artist(artist)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        figure.savefig(path, dpi=100)
+        # what FigureCanvasAgg.print_png does with the buffer
+        imsave(path, np.asarray(canvas.buffer_rgba()), format="png", origin="upper", dpi=self.DPI)
 
 
 def save_similarity_figure(
