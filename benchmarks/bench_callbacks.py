@@ -14,7 +14,9 @@ batches (``StudyData.probe_loader``), as a user would pass it.
 An epoch is timed from one ``on_train_epoch_start`` to the next (the last one to
 ``on_train_end``), so that the callbacks' end-of-epoch work is inside it; the first epoch of
 every run is a warm-up and is not counted. Configurations are interleaved over repeats; the
-overhead is the median over repeats of the paired ratio of median epoch times.
+overhead (the verdict) is the median over repeats of the paired ratio of median epoch times;
+the same ratio of each run's fastest epoch is printed beside it, a figure less disturbed by the
+other jobs of a shared machine.
 
 ``--breakdown`` also times the parts of one ``TemperatureAnalysis`` evaluation (embedding the
 probe, metrics, histograms, PNG, CSV) on the trained module.
@@ -90,9 +92,9 @@ def study_run(config: StudyConfig, epochs: int) -> RunSpec:
 
 def train(
     config: StudyConfig, run: RunSpec, data: StudyData, name: str, workdir: Path
-) -> tuple[float, pl.LightningModule, pl.Trainer, list[pl.Callback]]:
-    """Trains one configuration as the study's runner does; median epoch time (s) without the
-    first epoch, the module, the trainer and the callbacks."""
+) -> tuple[tuple[float, float], pl.LightningModule, pl.Trainer, list[pl.Callback]]:
+    """Trains one configuration as the study's runner does; (median, fastest) epoch time (s)
+    without the first epoch, the module, the trainer and the callbacks."""
     timer = EpochTimer()
     callbacks: list[pl.Callback] = []
     if name in ("TemperatureAnalysis", "both"):
@@ -105,7 +107,8 @@ def train(
     trainer.callbacks[:0] = [timer, *callbacks]
     loader = data.train_loader(config.batch_size, seed=run.seed, num_workers=config.num_workers)
     trainer.fit(module, train_dataloaders=loader)
-    return statistics.median(timer.epoch_times()[1:]), module, trainer, callbacks
+    epochs = timer.epoch_times()[1:]
+    return (statistics.median(epochs), min(epochs)), module, trainer, callbacks
 
 
 def breakdown(
@@ -169,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine_description(torch.device('cpu'))}", flush=True)
     print(f"run: {run.describe()}, {len(data.train_views)} training images", flush=True)
     times: dict[str, list[float]] = {c: [] for c in CONFIGS}
+    fastest: dict[str, list[float]] = {c: [] for c in CONFIGS}
     parts: dict[str, float] = {}
     runner._quiet_lightning()
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
@@ -176,22 +180,31 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(repeats):
             order = CONFIGS[rep % len(CONFIGS):] + CONFIGS[: rep % len(CONFIGS)]
             for name in order:
-                seconds, module, trainer, callbacks = train(config, run, data, name, Path(tmp))
+                (seconds, best), module, trainer, callbacks = train(
+                    config, run, data, name, Path(tmp)
+                )
                 times[name].append(seconds)
-                print(f"repeat {rep}: {name}: {seconds * 1e3:.1f} ms/epoch", flush=True)
+                fastest[name].append(best)
+                print(f"repeat {rep}: {name}: {seconds * 1e3:.1f} ms/epoch (fastest "
+                      f"{best * 1e3:.1f})", flush=True)
                 if args.breakdown and name == "TemperatureAnalysis" and rep == repeats - 1:
                     parts = breakdown(callbacks[0], trainer, module, 3 if args.quick else 15)
     rows, verdicts = [], []
     for name in CONFIGS:
         ratio = statistics.median(a / b for a, b in zip(times[name], times[BASELINE]))
         extra_ms = statistics.median(a - b for a, b in zip(times[name], times[BASELINE])) * 1e3
+        best_ratio = statistics.median(a / b for a, b in zip(fastest[name], fastest[BASELINE]))
         rows.append([name, f"{statistics.median(times[name]) * 1e3:.1f}",
-                     f"{extra_ms:+.1f}", f"{(ratio - 1) * 100:+.1f} %"])
+                     f"{extra_ms:+.1f}", f"{(ratio - 1) * 100:+.1f} %",
+                     f"{(best_ratio - 1) * 100:+.1f} %"])
         if name != BASELINE:
             met = "met" if ratio - 1 <= TARGET else "NOT met"
             verdicts.append(f"{name}: {(ratio - 1) * 100:+.1f} % epoch time "
                             f"(target <= +{TARGET * 100:.0f} %): {met}")
-    table = markdown_table(["callbacks", "epoch ms (median)", "extra ms", "overhead"], rows)
+    table = markdown_table(
+        ["callbacks", "epoch ms (median)", "extra ms", "overhead", "overhead, fastest epochs"],
+        rows,
+    )
     print()
     print(table)
     print()

@@ -366,13 +366,14 @@ def test_bad_arguments(kwargs, match):
 # --- HardnessMonitor ---------------------------------------------------------------------------
 
 
-def test_hardness_statistics_match_a_reference():
+@pytest.mark.parametrize("hard_negatives", [5, 12, None])  # K < k, K > k, all 14 negatives
+def test_hardness_statistics_match_a_reference(hard_negatives):
     torch.manual_seed(0)
-    loss_fn = HardContrastiveLoss(temperature=0.3, hard_negatives=5)
+    loss_fn = HardContrastiveLoss(temperature=0.3, hard_negatives=hard_negatives)
     loss_fn.store_similarities = True
     out0, out1 = torch.randn(8, 6), torch.randn(8, 6)
     loss = loss_fn(out0, out1)
-    stats = hardness_statistics(loss_fn.last_similarities, hard_negatives=5, k=10)
+    stats = hardness_statistics(loss_fn.last_similarities, hard_negatives=hard_negatives, k=10)
     z = F.normalize(torch.cat([out0, out1]), dim=1)
     sims = z @ z.T
     n, i = 8, torch.arange(8)
@@ -381,10 +382,10 @@ def test_hardness_statistics_match_a_reference():
     mask[torch.arange(n), torch.arange(n) + n] = False
     mask[torch.arange(n) + n, torch.arange(n)] = False
     negs = sims[mask].reshape(2 * n, 2 * n - 2)
-    top5 = negs.topk(5, dim=1).values
+    used = negs.topk(hard_negatives or negs.shape[1], dim=1).values
     top10 = negs.topk(10, dim=1).values
-    p_pos = torch.exp(pos / 0.3) / (torch.exp(pos / 0.3) + torch.exp(top5 / 0.3).sum(1))
-    r = torch.softmax(top5 / 0.3, dim=1)
+    p_pos = torch.exp(pos / 0.3) / (torch.exp(pos / 0.3) + torch.exp(used / 0.3).sum(1))
+    r = torch.softmax(used / 0.3, dim=1)
     entropy = -(r * r.log()).sum(1)
     assert stats["positive_similarity"].item() == pytest.approx(pos.mean().item(), abs=1e-6)
     assert stats["top10_negative_similarity"].item() == pytest.approx(top10.mean().item(), abs=1e-6)
