@@ -7,6 +7,7 @@ import math
 import sys
 import types
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -27,7 +28,11 @@ from lightly_temperature import (
     tolerance,
     uniformity,
 )
-from lightly_temperature.callbacks._outputs import log_histograms
+from lightly_temperature.callbacks._outputs import (
+    SimilarityFigure,
+    log_histograms,
+    save_similarity_figure,
+)
 from lightly_temperature.losses import SimilarityBatch
 from tests._simclr_digits import TinySimCLR, digits_tensors, probe_loader, train_loader
 
@@ -361,13 +366,14 @@ def test_bad_arguments(kwargs, match):
 # --- HardnessMonitor ---------------------------------------------------------------------------
 
 
-def test_hardness_statistics_match_a_reference():
+@pytest.mark.parametrize("hard_negatives", [5, 12, None])  # K < k, K > k, all 14 negatives
+def test_hardness_statistics_match_a_reference(hard_negatives):
     torch.manual_seed(0)
-    loss_fn = HardContrastiveLoss(temperature=0.3, hard_negatives=5)
+    loss_fn = HardContrastiveLoss(temperature=0.3, hard_negatives=hard_negatives)
     loss_fn.store_similarities = True
     out0, out1 = torch.randn(8, 6), torch.randn(8, 6)
     loss = loss_fn(out0, out1)
-    stats = hardness_statistics(loss_fn.last_similarities, hard_negatives=5, k=10)
+    stats = hardness_statistics(loss_fn.last_similarities, hard_negatives=hard_negatives, k=10)
     z = F.normalize(torch.cat([out0, out1]), dim=1)
     sims = z @ z.T
     n, i = 8, torch.arange(8)
@@ -376,10 +382,10 @@ def test_hardness_statistics_match_a_reference():
     mask[torch.arange(n), torch.arange(n) + n] = False
     mask[torch.arange(n) + n, torch.arange(n)] = False
     negs = sims[mask].reshape(2 * n, 2 * n - 2)
-    top5 = negs.topk(5, dim=1).values
+    used = negs.topk(hard_negatives or negs.shape[1], dim=1).values
     top10 = negs.topk(10, dim=1).values
-    p_pos = torch.exp(pos / 0.3) / (torch.exp(pos / 0.3) + torch.exp(top5 / 0.3).sum(1))
-    r = torch.softmax(top5 / 0.3, dim=1)
+    p_pos = torch.exp(pos / 0.3) / (torch.exp(pos / 0.3) + torch.exp(used / 0.3).sum(1))
+    r = torch.softmax(used / 0.3, dim=1)
     entropy = -(r * r.log()).sum(1)
     assert stats["positive_similarity"].item() == pytest.approx(pos.mean().item(), abs=1e-6)
     assert stats["top10_negative_similarity"].item() == pytest.approx(top10.mean().item(), abs=1e-6)
@@ -485,3 +491,58 @@ def test_iterable_probe_takes_the_first_max_samples(tmp_path):
     assert analysis.history[-1]["uniformity"] == pytest.approx(
         _direct_metrics(model, first40)["uniformity"], rel=1e-5
     )
+
+
+def _reference_similarity_png(path, positive, negatives, title, k):
+    """The figure drawn from scratch with ax.hist, as the callback first did."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 3.5))
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot(1, 1, 1)
+    bins = [i / 50 - 1 for i in range(101)]
+    for values, label in ((positive, "positive"), (negatives.reshape(-1), f"top-{k} negatives")):
+        ax.hist(values.numpy(), bins=bins, density=True, alpha=0.6, histtype="stepfilled",
+                label=label)
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel("density")
+    ax.set_xlim(-1, 1)
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.9)
+    figure.savefig(path, dpi=100)
+
+
+def test_reused_similarity_figure_draws_what_a_fresh_figure_draws(tmp_path):
+    # The callback keeps one figure and redraws only what changes per evaluation: every PNG
+    # must have the pixels of the figure drawn from scratch, whatever the y range.
+    from PIL import Image
+
+    def pixels(path):
+        return torch.from_numpy(np.asarray(Image.open(path)).copy())
+
+    generator = torch.Generator().manual_seed(0)
+    figure = SimilarityFigure(k=10)
+    for i, (n, spread) in enumerate([(50, 0.2), (400, 0.02), (30, 0.5)]):
+        positive = (torch.randn(n, generator=generator) * spread + 0.3 * i).clamp(-1, 1)
+        negatives = (torch.randn(n, 10, generator=generator) * spread - 0.2 * i).clamp(-1, 1)
+        reused, reference = tmp_path / f"reused{i}.png", tmp_path / f"reference{i}.png"
+        title = f"epoch {i}: uniformity {i}.123"
+        figure.save(str(reused), positive, negatives, title)
+        _reference_similarity_png(reference, positive, negatives, title, 10)
+        assert torch.equal(pixels(reused), pixels(reference)), f"evaluation {i}"
+    save_similarity_figure(str(tmp_path / "fresh.png"), positive, negatives, title, k=10)
+    assert (tmp_path / "fresh.png").read_bytes() == (tmp_path / "reused2.png").read_bytes()
+    assert not torch.equal(pixels(tmp_path / "reused1.png"), pixels(tmp_path / "reused2.png"))
+
+
+def test_similarity_figure_is_rebuilt_after_pickling(tmp_path):
+    import pickle
+
+    analysis = TemperatureAnalysis(probe_loader(20))
+    analysis._figure.save(str(tmp_path / "a.png"), torch.rand(5), torch.rand(5, 3), "a")
+    copy = pickle.loads(pickle.dumps(analysis))
+    assert copy._figure._parts is None and copy._figure.k == 10
+    copy._figure.save(str(tmp_path / "b.png"), torch.rand(5), torch.rand(5, 3), "b")
+    assert (tmp_path / "b.png").stat().st_size > 1000

@@ -15,10 +15,10 @@ from torch import Tensor
 
 from lightly_temperature.callbacks._outputs import (
     CSVHistory,
+    SimilarityFigure,
     current_log_step,
     log_histograms,
     log_to_loggers,
-    save_similarity_figure,
 )
 from lightly_temperature.callbacks._probe import (
     EmbedFn,
@@ -136,6 +136,7 @@ class TemperatureAnalysis(Callback):
         #: One row per evaluation: epoch, step, num_samples and the metric values (floats).
         self.history: list[dict[str, Any]] = []
         self._csv = CSVHistory(["epoch", "step", "num_samples", *self.metric_names])
+        self._figure = SimilarityFigure(self.top_k)  # built once, redrawn per evaluation
         self._probe: Any | None = None
         self._warned_no_labels = False
         self._warned_one_view = False
@@ -279,18 +280,23 @@ class TemperatureAnalysis(Callback):
             rank_zero_warn(
                 "TemperatureAnalysis: the probe has no labels: tolerance is skipped (logged as NaN)"
             )
-        finite = bool(torch.isfinite(z0).all()) and (z1 is None or bool(torch.isfinite(z1).all()))
-        if not finite:
+        finite = torch.isfinite(z0).all()
+        if z1 is not None:
+            finite = finite & torch.isfinite(z1).all()
+        if not bool(finite):  # one host sync for both views
             rank_zero_warn(
                 "TemperatureAnalysis: the probe embeddings contain NaN or inf: every metric of "
                 "this evaluation is logged as NaN"
             )
             return values, None, None
         positive = negatives = None
+        # Metric values stay on the device until one transfer at the end (one sync, not one
+        # per metric); tolerance is a float already (it may be skipped, which needs the host).
+        results: dict[str, Tensor] = {}
         if "uniformity" in self.metrics:
-            values["uniformity"] = uniformity(z0, chunk_size=self.chunk_size).item()
+            results["uniformity"] = uniformity(z0, chunk_size=self.chunk_size)
         if "alignment" in self.metrics and z1 is not None:
-            values["alignment"] = alignment(z0, z1).item()
+            results["alignment"] = alignment(z0, z1)
         if "tolerance" in self.metrics and labels is not None:
             values["tolerance"] = _tolerance_or_nan(z0, labels)
         if "similarities" in self.metrics and z1 is not None:
@@ -298,12 +304,15 @@ class TemperatureAnalysis(Callback):
             positive, negatives = positive_and_top_negative_similarities(
                 z0, z1, k=k, chunk_size=self.chunk_size
             )
-            values["positive_similarity"] = positive.mean().item()
-            values[f"top{self.top_k}_negative_similarity"] = negatives.mean().item()
+            results["positive_similarity"] = positive.mean()
+            results[f"top{self.top_k}_negative_similarity"] = negatives.mean()
         if "effective_rank" in self.metrics:
-            values["effective_rank"] = effective_rank(z0).item()
+            results["effective_rank"] = effective_rank(z0)
         if "std_of_l2_normalized" in self.metrics:
-            values["std_of_l2_normalized"] = std_of_l2_normalized(z0).item()
+            results["std_of_l2_normalized"] = std_of_l2_normalized(z0)
+        if results:
+            stacked = torch.stack([v.detach().reshape(()).float() for v in results.values()])
+            values.update(zip(results, stacked.tolist()))
         return values, positive, negatives
 
     def _write(
@@ -334,7 +343,7 @@ class TemperatureAnalysis(Callback):
                 path = os.path.join(
                     out_dir, f"similarities_epoch{row['epoch']:04d}_step{row['step']:07d}.png"
                 )
-                save_similarity_figure(path, positive, negatives, title, k)
+                self._figure.save(path, positive, negatives, title)
         if self.save_csv:
             self._csv.write(os.path.join(out_dir, "history.csv"), self.history)
 

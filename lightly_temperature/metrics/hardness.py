@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lightly_temperature._selection import top_k_values
 from lightly_temperature._validation import (
     HardNegatives,
     check_hard_negatives,
@@ -52,14 +53,15 @@ def hardness_statistics(
     tau = batch.temperature
     positive = batch.positive.float()
     negatives = batch.negatives.float()
-    top = negatives.topk(min(k, batch.num_negatives), dim=1).values
-    loss = info_nce_from_logits(
-        positive / tau, negatives / tau, hard_negatives, batch.num_negatives
-    )
-    used = top_k_negatives(
-        negatives, resolve_hard_negatives(hard_negatives, batch.num_negatives), batch.num_negatives
-    )
-    penalties = torch.softmax(used / tau, dim=1)  # -inf entries get r = 0 and entr(0) = 0
+    # One top-K selection serves the loss, the penalties and (when k <= K) the top-k mean:
+    # the k largest negatives are among the K largest.
+    num_used = resolve_hard_negatives(hard_negatives, batch.num_negatives)
+    used = top_k_negatives(negatives, num_used, batch.num_negatives)
+    num_top = min(k, batch.num_negatives)
+    top = top_k_values(used if num_top <= num_used else negatives, num_top)
+    logits = used / tau
+    loss = info_nce_from_logits(positive / tau, logits)  # the loss over its K negatives
+    penalties = torch.softmax(logits, dim=1)  # -inf entries get r = 0 and entr(0) = 0
     entropy = torch.special.entr(penalties).sum(dim=1)
     temperature = tau.detach().float() if isinstance(tau, Tensor) else positive.new_tensor(tau)
     return {
