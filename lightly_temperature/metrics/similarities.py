@@ -59,11 +59,17 @@ def positive_and_top_negative_similarities(
     z1 = F.normalize(z1, dim=1)
     positive = (z0 * z1).sum(dim=1)
     blocks = list(chunks(n, chunk_size))
+    width = blocks[0][1] - blocks[0][0]
+    # Reused buffers: a fresh (c, N) allocation per block costs as much as its product here.
+    other_view = torch.empty(width, n, dtype=z0.dtype, device=z0.device)
+    same_view = torch.empty(width, width, dtype=z0.dtype, device=z0.device)
+    transposed = torch.empty(width, width, dtype=z0.dtype, device=z0.device)
     # Per row block, the candidates found so far: the k largest of each block of columns.
     found: list[list[Tensor]] = [[] for _ in blocks]
     for b, (start, stop) in enumerate(blocks):
         # The other view: every z1[j] but the positive.
-        sims = z0[start:stop] @ z1.T  # (c, N)
+        sims = other_view[: stop - start]
+        torch.mm(z0[start:stop], z1.T, out=sims)  # (c, N)
         rows = torch.arange(stop - start, device=z0.device)
         sims[rows, rows + start] = float("-inf")
         _add(found[b], sims, k)
@@ -71,21 +77,27 @@ def positive_and_top_negative_similarities(
     # of both its row block and its column block (half the products of the full matrix).
     for b, (start, stop) in enumerate(blocks):
         for c, (col_start, col_stop) in enumerate(blocks[b:], start=b):
-            sims = z0[start:stop] @ z0[col_start:col_stop].T  # (c, c')
+            sims = same_view[: stop - start, : col_stop - col_start]
+            torch.mm(z0[start:stop], z0[col_start:col_stop].T, out=sims)  # (c, c')
             if c == b:
                 rows = torch.arange(stop - start, device=z0.device)
                 sims[rows, rows] = float("-inf")  # the anchor itself
                 _add(found[b], sims, k)
             else:
                 _add(found[b], sims, k)
-                _add(found[c], sims.T.contiguous(), k)
+                flipped = transposed[: col_stop - col_start, : stop - start]
+                flipped.copy_(sims.T)
+                _add(found[c], flipped, k)
     top = [torch.cat(parts, dim=1).topk(k, dim=1, sorted=True).values for parts in found]
     return positive, torch.cat(top, dim=0)
 
 
 def _add(parts: list[Tensor], sims: Tensor, k: int, keep: int = 8) -> None:
-    """Adds the k largest of each row of ``sims`` to ``parts``, compacted every few blocks."""
-    parts.append(_top_k_values(sims, k) if sims.shape[1] > k else sims)
+    """Adds the k largest of each row of ``sims`` to ``parts``, compacted every few blocks.
+
+    ``sims`` may be a reused buffer: what is kept is always a new tensor.
+    """
+    parts.append(_top_k_values(sims, k) if sims.shape[1] > k else sims.clone())
     if len(parts) >= keep:
         merged = torch.cat(parts, dim=1)
         parts[:] = [top_k_values(merged, k) if merged.shape[1] > k else merged]

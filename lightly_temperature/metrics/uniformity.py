@@ -54,15 +54,28 @@ def uniformity_loss(z: Tensor, t: float = 2.0, chunk_size: int = DEFAULT_CHUNK_S
     z = F.normalize(z, dim=1)
     n = z.shape[0]
     # -t ||z_i - z_j||^2 = 2t s_ij - 2t for unit vectors: 2t is folded into one (N, D) operand,
-    # so each (c, N) block costs one product, one max, one subtraction, one exp and one sum.
+    # so each block costs one product, one max, one subtraction, one exp and one sum. The
+    # matrix is symmetric: only the blocks on and above the diagonal are computed, those above
+    # it count twice. One reused buffer: no fresh (c, c') allocation per block.
     scaled = z * (2.0 * t)
+    blocks = list(chunks(n, chunk_size))
+    width = blocks[0][1] - blocks[0][0]
+    buffer = torch.empty(width, width, dtype=z.dtype, device=z.device)
     partial = []
-    for start, stop in chunks(n, chunk_size):
-        logits = scaled[start:stop] @ z.T  # (c, N): 2t s_ij
-        rows = torch.arange(stop - start, device=z.device)
-        logits[rows, rows + start] = float("-inf")  # the pair (i, i) is not a pair
-        top = logits.amax()  # the block's log-sum-exp, shifted by its maximum: no overflow
-        partial.append(top + logits.sub_(top).exp_().sum().log())
+    for b, (start, stop) in enumerate(blocks):
+        for col_start, col_stop in blocks[b:]:
+            if col_start == start and stop - start == 1:
+                continue  # a 1 x 1 diagonal block holds no pair
+            logits = buffer[: stop - start, : col_stop - col_start]
+            torch.mm(scaled[start:stop], z[col_start:col_stop].T, out=logits)  # 2t s_ij
+            weight = 0.0
+            if col_start == start:
+                rows = torch.arange(stop - start, device=z.device)
+                logits[rows, rows] = float("-inf")  # the pair (i, i) is not a pair
+            else:
+                weight = math.log(2.0)  # the block below the diagonal is its transpose
+            top = logits.amax()  # the block's log-sum-exp, shifted by its maximum: no overflow
+            partial.append(top + logits.sub_(top).exp_().sum().log() + weight)
     # Mean over the N(N-1) ordered pairs == mean over the N(N-1)/2 unordered pairs.
     total = torch.logsumexp(torch.stack(partial), dim=0) - 2.0 * t - math.log(n * (n - 1))
     return total.clamp_max(0.0)  # exp(-t d^2) <= 1: rounding must not make it positive
