@@ -103,8 +103,9 @@ def train(
         callbacks.append(HardnessMonitor())
     pl.seed_everything(run.seed, workers=True, verbose=False)
     module = runner.build_module(config, run, data)
-    trainer = runner._trainer(config, run, workdir / name.replace(" ", "_"))
-    trainer.callbacks[:0] = [timer, *callbacks]
+    trainer = runner.build_trainer(
+        config, run, workdir / name.replace(" ", "_"), callbacks=[timer, *callbacks]
+    )
     loader = data.train_loader(config.batch_size, seed=run.seed, num_workers=config.num_workers)
     trainer.fit(module, train_dataloaders=loader)
     epochs = timer.epoch_times()[1:]
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = StudyConfig(progress_bar=False, threads=args.threads)
     # the study's own thread choice (runner.run_study): 1 for the small CNN
-    threads = config.threads or (1 if config.backbone == "small_cnn" else None)
+    threads = runner.study_threads(config)
     if threads:
         torch.set_num_threads(threads)
     repeats = args.repeats or (1 if args.quick else 7)

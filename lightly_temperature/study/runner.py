@@ -74,8 +74,12 @@ def build_module(config: StudyConfig, run: RunSpec, data: StudyData) -> pl.Light
     return module
 
 
-def _trainer(config: StudyConfig, run: RunSpec, output: Path) -> pl.Trainer:
+def build_trainer(
+    config: StudyConfig, run: RunSpec, output: Path, callbacks: list[pl.Callback] | None = None
+) -> pl.Trainer:
+    """The Lightning trainer of one run (CSV log under ``output/logs/<run>``)."""
     kwargs: dict[str, Any] = dict(
+        callbacks=callbacks,
         max_epochs=run.epochs,
         accelerator=config.accelerator,
         devices=config.devices,
@@ -89,6 +93,12 @@ def _trainer(config: StudyConfig, run: RunSpec, output: Path) -> pl.Trainer:
     if config.precision is not None:
         kwargs["precision"] = config.precision
     return pl.Trainer(**kwargs)
+
+
+def study_threads(config: StudyConfig) -> int | None:
+    """torch CPU threads of the runs: ``--threads``, else 1 for the small CNN (several threads
+    were 2-6x slower on its tiny convolutions on shared 2-core machines), else torch's."""
+    return config.threads or (1 if config.backbone == "small_cnn" else None)
 
 
 def _quiet_lightning() -> None:
@@ -150,7 +160,7 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
             rows, output, title, _settings(config, data), list(config.losses), run_files
         )
 
-    threads = config.threads or (1 if config.backbone == "small_cnn" else None)
+    threads = study_threads(config)
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -180,7 +190,7 @@ def _run_grid(
         printer(f"{prefix}: training")
         pl.seed_everything(run.seed, workers=True, verbose=False)
         module = build_module(config, run, data)
-        trainer = _trainer(config, run, output)
+        trainer = build_trainer(config, run, output)
         loader = data.train_loader(config.batch_size, seed=run.seed, num_workers=config.num_workers)
         began = time.perf_counter()
         trainer.fit(module, train_dataloaders=loader)
