@@ -12,7 +12,8 @@ Carried over from the loss found (explicit ``overrides`` always win):
 - ``temperature``, except to losses whose temperature only rescales the loss (``"simple"``,
   ``"hard_simple"``: their temperature is not the softmax temperature, it multiplies the
   gradient by 1/tau, so carrying NTXent's 0.5 over would silently double the learning rate;
-  they keep their default 1.0, the paper's formula, unless ``temperature=`` is passed);
+  they keep their default 1.0, the paper's formula, unless ``temperature=`` is passed), and
+  from them (their 1.0 is no softmax temperature: the new loss keeps its own default);
 - ``memory_bank_size`` as Lightly's ``(entries, dim)`` tuple (``0`` without a bank);
 - ``gather_distributed``;
 - ``store_similarities`` when both losses have it (a monitor attached before the switch
@@ -119,8 +120,11 @@ def use_loss(module: nn.Module, name: str, **overrides: Any) -> nn.Module:
     factory = get_loss_class(name)
     accepted = loss_parameters(factory)
     settings = loss_settings(old)
-    if isinstance(factory, type) and issubclass(factory, SimpleLoss):
-        del settings["temperature"]  # only rescales these losses: see the module docstring
+    to_simple = isinstance(factory, type) and issubclass(factory, SimpleLoss)
+    if isinstance(old, SimpleLoss) or to_simple:
+        # A Simple loss's temperature only rescales it: it is not a softmax temperature, in
+        # either direction (see the module docstring).
+        del settings["temperature"]
     kwargs: dict[str, Any] = {}
     for key, value in settings.items():
         if accepted is None or key in accepted:

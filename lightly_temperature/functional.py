@@ -200,6 +200,8 @@ def relative_penalties(
     logits = negatives.float() / temperature
     k = resolve_hard_negatives(hard_negatives, logits.shape[1])
     if k < logits.shape[1]:
-        threshold = logits.topk(k, dim=1).values[:, -1:]
-        logits = logits.masked_fill(logits < threshold, float("-inf"))
+        # Exactly the K negatives the hard loss keeps (the same selection, ties included).
+        index = top_k_indices(logits, k)
+        kept = torch.full_like(logits, float("-inf")).scatter(1, index, logits.gather(1, index))
+        logits = kept
     return torch.softmax(logits, dim=1)

@@ -182,7 +182,9 @@ def test_switching_again_and_back_to_ntxent():
     use_loss(model, "hard_contrastive")
     assert isinstance(model.criterion, HardContrastiveLoss)
     assert model.criterion.store_similarities  # a monitor attached before keeps working
-    assert model.criterion.temperature == 1.0  # HardSimple's temperature, carried over
+    # HardSimple's temperature only rescaled its loss: it is not carried over as a softmax
+    # temperature; the new loss keeps its own default.
+    assert model.criterion.temperature == HardContrastiveLoss().temperature == 0.5
     use_loss(model, "ntxent", temperature=0.2)
     assert type(model.criterion) is NTXentLoss
     assert tuple(model.criterion.memory_bank.size) == (256, 32)

@@ -420,9 +420,18 @@ def test_hardness_monitor_computes_only_on_logging_steps(tmp_path, monkeypatch):
     trainer = make_trainer(tmp_path, 1, [monitor], logger, limit_train_batches=7,
                            log_every_n_steps=1)
     model = TinySimCLR()
+    stored = []  # whether the loss kept its similarities, step by step
+
+    class Probe(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            stored.append(model.criterion.last_similarities is not None)
+
+    trainer.callbacks.append(Probe())
     trainer.fit(model, train_loader(512, 64))
     assert [row["step"] for row in monitor.history] == [2, 5]
     assert len(calls) == 2
+    # Similarities are kept only on the logged steps: the others pay nothing.
+    assert stored == [False, False, True, False, False, True, False]
     rows = [r for r in read_csv(tmp_path / "csv" / "version_0" / "metrics.csv")
             if r.get("hardness/temperature")]
     assert [int(r["step"]) for r in rows] == [2, 5]

@@ -65,3 +65,15 @@ def test_hard_loss_module_gradient_zero_for_embeddings_outside_top_k():
     assert sims is not None and sims.negatives.shape == (3, 6) and sims.num_negatives == 6
     expected = contrastive_loss(sims.positive, sims.negatives, 0.5, hard_negatives=1)
     torch.testing.assert_close(loss.detach(), expected)
+
+
+def test_hard_relative_penalties_follow_the_loss_gradients_with_ties():
+    # Three negatives tie for the hardest: with K = 1 the loss keeps exactly one of them, and
+    # the relative penalties must describe that same selection: r = |dL/ds_ij| / |dL/ds_ii|.
+    pos = torch.tensor([0.5], dtype=torch.float64, requires_grad=True)
+    neg = torch.tensor([[0.3, 0.3, 0.3, -0.5]], dtype=torch.float64, requires_grad=True)
+    loss = contrastive_loss(pos, neg, 1.0, hard_negatives=1)
+    g_pos, g_neg = torch.autograd.grad(loss, [pos, neg])
+    r = relative_penalties(neg.detach(), 1.0, hard_negatives=1)
+    assert (r > 0).sum().item() == 1
+    torch.testing.assert_close(r.double(), g_neg.abs() / g_pos.abs())

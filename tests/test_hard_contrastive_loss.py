@@ -82,3 +82,33 @@ def test_store_similarities_keeps_detached_float32_batch():
     assert sims.num_negatives == 6 and not sims.negatives.requires_grad
     assert sims.negatives.dtype == torch.float32
     assert torch.isinf(sims.negatives).sum(1).eq(2).all()  # self and positive excluded
+
+
+def test_learnable_temperature_is_a_parameter_and_can_be_replaced():
+    torch.manual_seed(0)
+    out0, out1 = torch.randn(6, 4), torch.randn(6, 4)
+    loss_fn = HardContrastiveLoss(temperature=torch.nn.Parameter(torch.tensor(0.3)))
+    assert [name for name, _ in loss_fn.named_parameters()] == ["_temperature"]
+    loss = loss_fn(out0, out1)
+    (grad,) = torch.autograd.grad(loss, [loss_fn.temperature])
+    assert torch.isfinite(grad) and grad != 0
+    expected = HardContrastiveLoss(temperature=0.3)(out0, out1)
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
+    # Assigning another parameter, then a float, goes through the same check each time.
+    loss_fn.temperature = torch.nn.Parameter(torch.tensor(0.5))
+    assert loss_fn.temperature.item() == pytest.approx(0.5)
+    loss_fn.temperature = 0.1
+    assert loss_fn.temperature == 0.1 and list(loss_fn.parameters()) == []
+    with pytest.raises(ValueError, match=r"temperature.*-2"):
+        loss_fn.temperature = -2.0
+    with pytest.raises(ValueError, match=r"temperature must be a scalar"):
+        loss_fn.temperature = torch.nn.Parameter(torch.ones(2))
+
+
+def test_memory_bank_pointer_is_kept_on_the_host():
+    loss_fn = HardContrastiveLoss(memory_bank_size=(10, 4))
+    bank = loss_fn.memory_bank
+    # Lightly reads int(bank_ptr) back from the device each step; ours never does.
+    bank.bank_ptr.fill_(7)  # a stale device value must not be read
+    loss_fn(torch.randn(4, 4, requires_grad=True), torch.randn(4, 4))
+    assert bank._host_ptr == 4 and int(bank.bank_ptr) == 4

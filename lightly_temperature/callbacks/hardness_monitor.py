@@ -77,7 +77,6 @@ class HardnessMonitor(Callback):
         if self.loss is None:
             self.loss = find_pairwise_loss(pl_module)
         self._previous_store = self.loss.store_similarities
-        self.loss.store_similarities = True
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit" and self.loss is not None and self._previous_store is not None:
@@ -95,6 +94,17 @@ class HardnessMonitor(Callback):
         else:
             every = self.log_every_n_steps
         return every > 0 and (current_log_step(trainer) + 1) % every == 0
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        # Keep the loss's similarities only for the steps that are logged: storing costs a pass
+        # over the (A, C) block (and, for SimpleLoss, its slower general path). The step
+        # counter does not move between batch start and batch end, so both hooks agree.
+        if self.loss is not None:
+            self.loss.store_similarities = bool(self._previous_store) or self.should_log(trainer)
+            if not self.loss.store_similarities:
+                self.loss.last_similarities = None  # nothing stale is read, nothing kept alive
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int

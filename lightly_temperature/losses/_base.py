@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from lightly.models.modules.memory_bank import MemoryBankModule
+from lightly.models.utils import concat_all_gather
 from lightly.utils import dist
 from torch import Tensor, nn
 from torch import distributed as torch_dist
@@ -98,9 +100,7 @@ class PairwiseLoss(nn.Module):
                 "gather_distributed=True but torch.distributed is not available in this torch build"
             )
         self.gather_distributed = bool(gather_distributed)
-        self.memory_bank = MemoryBankModule(
-            size=memory_bank_size, gather_distributed=gather_distributed
-        )
+        self.memory_bank = _MemoryBank(size=memory_bank_size, gather_distributed=gather_distributed)
         #: When True, the similarities of the last call are kept (detached) in
         #: ``last_similarities`` for callbacks such as ``HardnessMonitor``; no extra compute.
         self.store_similarities = False
@@ -110,10 +110,18 @@ class PairwiseLoss(nn.Module):
     def temperature(self) -> float | Tensor:
         return self._temperature
 
-    @temperature.setter
-    def temperature(self, value: float | Tensor) -> None:
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name != "temperature":
+            super().__setattr__(name, value)
+            return
         # A plain attribute that schedules may change between steps, checked on every change.
-        self._temperature = check_temperature(value)
+        # nn.Module would register an nn.Parameter (a learnable temperature) under the name
+        # "temperature" and bypass the check; it goes to "_temperature" instead, replacing
+        # whatever was there (a float after a parameter, or the reverse).
+        value = check_temperature(value)
+        self._parameters.pop("_temperature", None)
+        self.__dict__.pop("_temperature", None)
+        super().__setattr__("_temperature", value)
 
     @property
     def uses_memory_bank(self) -> bool:
@@ -224,3 +232,32 @@ class PairwiseLoss(nn.Module):
         return PairLayout(
             anchors, candidates, positive, self_col, pos_col, 2 * m - 2, self.temperature
         )
+
+
+class _MemoryBank(MemoryBankModule):
+    """Lightly's ``MemoryBankModule`` with its write pointer kept on the host.
+
+    Lightly reads the pointer back from its device buffer (``int(self.bank_ptr)``) on every
+    update: a host-device synchronisation per training step on a GPU. Here the pointer is a
+    Python int; the buffer is still written (asynchronously) so that it reads the same as
+    Lightly's. Same update rule, same ``(output, bank)`` contract.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._host_ptr = 0
+
+    @torch.no_grad()
+    def _dequeue_and_enqueue(self, batch: Tensor) -> None:
+        if self.gather_distributed and dist.world_size() > 1:
+            batch = concat_all_gather(batch.contiguous())
+        entries = self.size[0]
+        ptr = self._host_ptr
+        if ptr + batch.shape[0] >= entries:
+            self.bank[ptr:] = batch[: entries - ptr].detach()
+            ptr = 0
+        else:
+            self.bank[ptr : ptr + batch.shape[0]] = batch.detach()
+            ptr += batch.shape[0]
+        self._host_ptr = ptr
+        self.bank_ptr.fill_(ptr)
