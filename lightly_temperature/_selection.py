@@ -17,9 +17,9 @@ def top_k_indices(values: Tensor, k: int) -> Tensor:
     arbitrarily, as topk does). On the CPU, NumPy's ``argpartition`` (an introselect, SIMD
     accelerated on recent NumPy) is 3 to 5 times faster than ``torch.topk``, which copies every
     row into a vector of (value, index) pairs before its selection; rows are processed in chunks
-    so that its scratch memory stays small, in parallel over ``torch.get_num_threads()`` threads
-    (NumPy releases the GIL while it partitions), as ``torch.topk`` parallelises over rows.
-    Elsewhere (CUDA), ``torch.topk``. Not differentiable:
+    on one thread so that its scratch memory stays small (no thread pool: it would not survive
+    a fork, and the benchmarks were measured with one torch thread). Elsewhere (CUDA),
+    ``torch.topk``. Not differentiable:
     gather the values with ``values.gather(1, index)`` for a gradient that is exactly zero
     outside the top k.
     """
