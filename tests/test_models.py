@@ -208,3 +208,16 @@ def test_optimizer_and_paper_step_decay_are_arguments():
         SimCLR(backbone=SmallCNN(1), optimizer="adam")
     with pytest.raises(ValueError, match=r"lr_milestones.*\[0\]"):
         SimCLR(backbone=SmallCNN(1), lr_milestones=[0])
+
+
+def test_resnet18_backbone_with_the_papers_cifar_stem():
+    lightly_style = resnet18_backbone()
+    cifar = resnet18_backbone(cifar_stem=True)
+    gray = resnet18_backbone(in_channels=1, cifar_stem=True)
+    assert lightly_style[0].kernel_size == (7, 7) and isinstance(lightly_style[3], nn.MaxPool2d)
+    assert cifar[0].kernel_size == (3, 3) and cifar[0].stride == (1, 1)
+    assert isinstance(cifar[3], nn.Identity)  # no max pooling on 32x32 images
+    assert gray[0].in_channels == 1
+    with torch.no_grad():
+        out = cifar(torch.randn(2, 3, 32, 32)).flatten(start_dim=1)
+    assert out.shape == (2, 512) and cifar.feature_dim == 512

@@ -6,8 +6,11 @@ import torchvision
 from torch import nn
 
 
-def resnet18_backbone() -> nn.Sequential:
+def resnet18_backbone(in_channels: int = 3, cifar_stem: bool = False) -> nn.Sequential:
     """torchvision's ResNet-18 without its classifier, as in Lightly's examples (512-d features).
+
+    ``cifar_stem=True`` gives the paper's variant for 32x32 images: a 3x3 stride-1 first
+    convolution and no max pooling.
 
     Example:
         >>> backbone = resnet18_backbone()
@@ -15,6 +18,11 @@ def resnet18_backbone() -> nn.Sequential:
         torch.Size([2, 512])
     """
     resnet = torchvision.models.resnet18()
+    if cifar_stem or in_channels != 3:
+        kernel, stride, padding = (3, 1, 1) if cifar_stem else (7, 2, 3)
+        resnet.conv1 = nn.Conv2d(in_channels, 64, kernel, stride, padding, bias=False)
+    if cifar_stem:
+        resnet.maxpool = nn.Identity()
     backbone = nn.Sequential(*list(resnet.children())[:-1])
     backbone.feature_dim = 512  # type: ignore[assignment]
     return backbone

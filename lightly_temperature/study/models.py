@@ -12,21 +12,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from lightly_temperature.models.backbones import SmallCNN
+from lightly_temperature.models.backbones import SmallCNN, resnet18_backbone
 
 BACKBONES = ("small_cnn", "resnet18")
-
-
-def cifar_resnet18(in_channels: int = 3) -> nn.Module:
-    """torchvision's ResNet-18 with the paper's 3x3 stride-1 first convolution and no max
-    pooling (for 32x32 images); returns 512-d pooled features."""
-    import torchvision
-
-    resnet = torchvision.models.resnet18()
-    resnet.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    resnet.maxpool = nn.Identity()
-    resnet.fc = nn.Identity()
-    return resnet
 
 
 def build_backbone(name: str, in_channels: int) -> tuple[nn.Module, int]:
@@ -36,5 +24,5 @@ def build_backbone(name: str, in_channels: int) -> tuple[nn.Module, int]:
         cnn = SmallCNN(in_channels)
         return cnn, cnn.feature_dim
     if name == "resnet18":
-        return cifar_resnet18(in_channels), 512
+        return resnet18_backbone(in_channels, cifar_stem=True), 512
     raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {name!r}")
