@@ -5,8 +5,9 @@ Examples:
     $ lightly-temperature study --dataset cifar10 --data-dir ~/data --preset paper --accelerator gpu
     $ lightly-temperature explain --similarities 0.5 0.25 -0.45 -0.1 --temperatures 1 0.5 0.05 0.01
 
-Bad input (a missing path, an empty folder, an unknown loss or data set, tau <= 0) exits with
-status 2 and one line on stderr, no traceback.
+Bad input (a missing path, an empty folder, an unknown loss or data set, tau <= 0, lr <= 0, a
+batch of one, an unknown precision, an output folder made with other settings) exits with
+status 2 and one line on stderr, no traceback, before any training.
 """
 
 from __future__ import annotations
@@ -32,14 +33,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"temperature must be > 0, got {text}")
-    return value
+def _positive_float(name: str):
+    """An argparse ``type`` for finite numbers > 0 whose errors name ``name``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {text}")
+        return value
+
+    parse.__name__ = name  # argparse shows it in "invalid <name> value" messages
+    return parse
 
 
 def _positive_int(text: str) -> int:
@@ -93,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument(
         "--temperatures",
         nargs="+",
-        type=_positive_float,
+        type=_positive_float("temperature"),
         default=None,
         metavar="TAU",
         help="temperatures (default: 0.07 0.3 0.7 1.0)",
@@ -114,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="adamw (default on digits) or sgd (the SimCLR/MoCo modules' own, momentum 0.9)",
     )
-    study.add_argument("--lr", type=_positive_float, default=None, help="learning rate")
+    study.add_argument("--lr", type=_positive_float("lr"), default=None, help="learning rate")
     study.add_argument("--weight-decay", type=float, default=None)
     data = study.add_argument_group("data (default: scikit-learn's embedded digits)")
     data.add_argument(
@@ -173,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--temperatures",
         nargs="+",
-        type=_positive_float,
+        type=_positive_float("temperature"),
         default=None,
         metavar="TAU",
         help="default: 1 0.5 0.05 0.01",
@@ -227,8 +234,11 @@ def _study_config(args: argparse.Namespace):
 
 
 def _run_study(args: argparse.Namespace) -> int:
+    from pytorch_lightning.utilities import rank_zero_only
+
     from lightly_temperature.study.data import load_study_data
     from lightly_temperature.study.runner import check_losses, run_study
+    from lightly_temperature.study.settings import check_output_settings, study_settings
 
     # Everything the user can get wrong is checked here, before any training; errors after
     # this point are bugs and keep their traceback.
@@ -237,6 +247,10 @@ def _run_study(args: argparse.Namespace) -> int:
         check_losses(config.losses)
         data = load_study_data(
             config.data, config.dataset, config.data_dir, config.image_size, config.max_eval_samples
+        )
+        # run_study repeats this check; here its error becomes one line.
+        check_output_settings(
+            config.output, study_settings(config, data), write=rank_zero_only.rank == 0
         )
     except (ValueError, FileNotFoundError) as error:
         raise CLIError(str(error)) from None

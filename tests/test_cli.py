@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import re
@@ -122,6 +123,26 @@ def test_rerun_skips_finished_runs_and_adds_only_new_ones(tiny_study, capsys):
     assert "| loss | metric | τ = 0.1 | τ = 0.5 |" in (output / "report.md").read_text()
 
 
+def test_rerun_with_other_settings_is_refused(tiny_study, capsys):
+    output, _ = tiny_study
+    before = (output / "results.csv").read_text()
+    capsys.readouterr()
+    args = ["study", "--output", str(output), "--temperatures", "0.1", "1.0"]
+    args += ["--losses", "ntxent", "--lr", "0.01", "--weight-decay", "0"] + TINY
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in captured.err + captured.out
+    assert err.startswith(f"lightly-temperature study: error: --output {output} holds runs")
+    assert "lr 0.002 there, 0.01 now; weight_decay 1e-05 there, 0.0 now" in err
+    assert "batch_size" not in err and "use another --output" in err
+    assert "training" not in captured.out and "skipped" not in captured.out
+    assert (output / "results.csv").read_text() == before
+    settings = json.loads((output / "study.json").read_text())["settings"]
+    assert (settings["data"], settings["batch_size"], settings["lr"]) == ("digits", 128, 0.002)
+    assert "temperatures" not in settings and "losses" not in settings
+
+
 def test_image_folder_data(tmp_path, capsys):
     from PIL import Image
 
@@ -157,12 +178,23 @@ def test_image_folder_data(tmp_path, capsys):
         (["study", "--temperatures", "-0.1"], "temperature must be > 0, got -0.1"),
         (["study", "--hard-negatives", "0"], "hard_negatives must be an int >= 1"),
         (["study", "--epochs", "0"], "expected an integer >= 1, got 0"),
+        (["study", "--lr", "0"], "argument --lr: lr must be > 0, got 0"),
+        (["study", "--weight-decay", "-1"], "weight_decay must be a finite number >= 0, got -1"),
+        (["study", "--num-workers", "-1"], "num_workers must be an integer >= 0, got -1"),
+        (["study", "--batch-size", "1"], "batch_size must be an integer >= 2, got 1"),
+        (["study", "--precision", "bogus"], "precision must be one of transformer-engine"),
         (["explain", "--temperatures", "0"], "temperature must be > 0, got 0"),
         (["explain", "--similarities", "0.5"], "at least one negative"),
         (["nonsense"], "invalid choice: 'nonsense'"),
     ],
 )
-def test_bad_input_exits_nonzero_with_one_line(tmp_path, capsys, args, message):
+def test_bad_input_exits_nonzero_with_one_line(tmp_path, capsys, monkeypatch, args, message):
+    from lightly_temperature.study import runner
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("bad input reached training")
+
+    monkeypatch.setattr(runner, "run_study", no_training)
     (tmp_path / "empty").mkdir()
     (tmp_path / "nosamples" / "a").mkdir(parents=True)
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]

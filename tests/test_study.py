@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import torch
@@ -55,11 +56,89 @@ def test_paper_preset():
         ({"method": "byol"}, "method"),
         ({"epochs": 0}, "epochs"),
         ({"hard_negatives": 0}, "hard_negatives"),
+        ({"lr": 0.0}, "lr must be a finite number > 0, got 0.0"),
+        ({"lr": float("nan")}, "lr must be a finite number > 0, got nan"),
+        ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0, got -1.0"),
+        ({"num_workers": -1}, "num_workers must be an integer >= 0, got -1"),
+        ({"batch_size": 1}, "batch_size must be an integer >= 2, got 1"),
+        ({"optimizer": "adam"}, "optimizer must be one of adamw, sgd, got 'adam'"),
+        ({"memory_bank_size": -1}, "memory_bank_size must be an integer >= 0"),
+        ({"lr_milestones": (0,)}, "lr_milestones"),
+        ({"precision": "bogus"}, "precision must be one of .*bf16-mixed.*, got 'bogus'"),
+        ({"precision": 8}, "precision must be one of"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         StudyConfig(**kwargs)
+
+
+@pytest.mark.parametrize("precision", [None, 32, "32", "16-mixed", "bf16-mixed", "64-true"])
+def test_config_accepts_lightning_precisions(precision):
+    assert StudyConfig(precision=precision).precision == precision
+
+
+def _settings(**changes):
+    from lightly_temperature.study.settings import study_settings
+
+    return study_settings(StudyConfig(**changes), load_digits_data())
+
+
+def test_output_settings_written_once_atomically_and_checked(tmp_path):
+    from lightly_temperature.study.settings import StudySettingsError, check_output_settings
+
+    output = tmp_path / "out"
+    settings = _settings()
+    check_output_settings(output, settings, write=False)
+    assert not output.exists()
+    check_output_settings(output, settings)
+    assert [p.name for p in output.iterdir()] == ["study.json"]  # no temporary left
+    assert json.loads((output / "study.json").read_text()) == {"format": 1, "settings": settings}
+    # The grid is not part of the settings: another grid resumes in the same folder.
+    check_output_settings(
+        output, _settings(temperatures=(0.5,), losses=("simple",), seeds=(3,), epochs=9)
+    )
+    with pytest.raises(StudySettingsError) as error:
+        check_output_settings(output, _settings(batch_size=64, optimizer="sgd"))
+    assert str(error.value) == (
+        f"--output {output} holds runs trained with other settings (batch_size 256 there, "
+        "64 now; optimizer adamw there, sgd now): use another --output, or the same settings "
+        "to resume"
+    )
+    (output / "study.json").write_text("{")
+    with pytest.raises(StudySettingsError, match="not a study settings file"):
+        check_output_settings(output, settings)
+
+
+def _finished_results(output, config):
+    results = ResultsFile(output / "results.csv")
+    for run in config.runs():
+        row = {c: 0.5 for c in COLUMNS[6:]}
+        row.update(method=run.method, loss=run.loss, temperature=run.temperature)
+        row.update(hard_negatives="", seed=run.seed, epochs=run.epochs)
+        results.append(row)
+
+
+def test_only_global_rank_zero_writes_the_report(tmp_path, monkeypatch):
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from lightly_temperature.study.runner import run_study
+
+    config = StudyConfig(output=str(tmp_path), losses=("ntxent",), temperatures=(0.5,))
+    _finished_results(tmp_path, config)  # every run done: run_study trains nothing
+    data = load_digits_data()
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    lines: list[str] = []
+    assert run_study(config, data=data, printer=lines.append) == tmp_path / "report.md"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]
+    assert lines == [
+        "run 1 of 1: simclr Contrastive tau=0.5 seed=0 epochs=50: already in "
+        f"{tmp_path / 'results.csv'}, skipped"
+    ]
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    assert run_study(config, data=data, printer=lines.append) == tmp_path / "report.md"
+    assert "| **Contrastive** | kNN acc. (%) | 50.0 |" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "study.json").exists()
 
 
 def test_hard_negatives_text_round_trip():
@@ -71,6 +150,8 @@ def test_hard_negatives_text_round_trip():
 
 
 def test_results_file_appends_and_knows_finished_runs(tmp_path):
+    from lightly_temperature.study.results import row_key
+
     results = ResultsFile(tmp_path / "results.csv")
     run = StudyConfig(temperatures=(0.3,), losses=("hard_contrastive",), epochs=7).runs()[0]
     assert results.finished_keys() == set()
@@ -82,6 +163,9 @@ def test_results_file_appends_and_knows_finished_runs(tmp_path):
     with (tmp_path / "results.csv").open() as file:
         assert next(csv.reader(file)) == list(COLUMNS)
     assert run.key in results.finished_keys()
+    # One key function serves resuming and the report's row selection.
+    assert [row_key(r) for r in results.rows()][0] == run.key
+    assert results.finished_keys() == {row_key(r) for r in results.rows()}
     # Another epoch count or K is another run.
     other = StudyConfig(temperatures=(0.3,), losses=("hard_contrastive",), epochs=8).runs()[0]
     assert other.key not in results.finished_keys()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, get_args
 
 from lightly_temperature._validation import HardNegatives, check_hard_negatives
 
@@ -32,6 +32,37 @@ DISPLAY_NAMES = {
     "hard_simple": "HardSimple",
 }
 PRESETS = ("digits", "paper")
+
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def lightning_precisions() -> tuple[Any, ...]:
+    """The ``precision`` values Lightning's ``Trainer`` accepts (read from Lightning Fabric's
+    type aliases, the list its own check uses); empty if they cannot be read."""
+    try:
+        from lightning_fabric.plugins.precision import precision as fabric_precision
+    except ImportError:  # pragma: no cover - Lightning always ships lightning_fabric
+        return ()
+    names = ("_PRECISION_INPUT_STR", "_PRECISION_INPUT_INT", "_PRECISION_INPUT_STR_ALIAS")
+    return tuple(v for n in names for v in get_args(getattr(fabric_precision, n, None)))
+
+
+def check_precision(precision: Any) -> None:
+    """``precision`` must be None or a value Lightning accepts (``32``, ``"bf16-mixed"``...)."""
+    accepted = lightning_precisions()
+    if precision is None or not accepted or precision in accepted:
+        return
+    shown = ", ".join(str(v) for v in accepted if isinstance(v, str))
+    raise ValueError(f"precision must be one of {shown}, got {precision!r}")
 
 
 def display_name(loss: str) -> str:
@@ -179,9 +210,38 @@ class StudyConfig:
         self.hard_negatives = check_hard_negatives(self.hard_negatives)
         if self.threads is not None and int(self.threads) < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads!r}")
-        for name, value in (("epochs", self.epochs), ("batch_size", self.batch_size)):
-            if int(value) < 1:
-                raise ValueError(f"{name} must be >= 1, got {value!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        for name, value in (("lr", self.lr), ("knn_t", self.knn_t)):
+            if not _is_number(value) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if (
+            not _is_number(self.weight_decay)
+            or not math.isfinite(self.weight_decay)
+            or self.weight_decay < 0
+        ):
+            raise ValueError(
+                f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}"
+            )
+        # BatchNorm cannot train on a batch of one sample.
+        minimum = {"epochs": 1, "batch_size": 2, "hidden_dim": 1, "output_dim": 1}
+        minimum.update(image_size=1, knn_k=1, num_workers=0, memory_bank_size=0)
+        for name, low in minimum.items():
+            value = getattr(self, name)
+            if not _is_int(value) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.max_eval_samples is not None and (
+            not _is_int(self.max_eval_samples) or self.max_eval_samples < 1
+        ):
+            raise ValueError(
+                f"max_eval_samples must be None or an integer >= 1, got {self.max_eval_samples!r}"
+            )
+        for milestone in self.lr_milestones:
+            if not _is_int(milestone) or milestone < 1:
+                raise ValueError(f"lr_milestones must be epochs >= 1, got {self.lr_milestones!r}")
+        check_precision(self.precision)
 
     def runs(self) -> list[RunSpec]:
         """The grid: for each seed, each loss (at each temperature unless temperature-free)."""

@@ -36,6 +36,12 @@ COLUMNS = (
 METRIC_COLUMNS = COLUMNS[6:]
 
 
+def row_key(row: dict[str, str]) -> tuple[str, ...]:
+    """The resume key of a ``results.csv`` row: equal to :attr:`RunSpec.key` of its run."""
+    columns = ("method", "loss", "temperature", "hard_negatives", "seed", "epochs")
+    return run_key(*(row[c] for c in columns))
+
+
 class ResultsFile:
     """Reads and appends ``results.csv``; each appended row is flushed and fsynced so an
     interrupted study loses no finished run."""
@@ -60,17 +66,7 @@ class ResultsFile:
 
     def finished_keys(self) -> set[tuple[str, ...]]:
         """Resume keys (method, loss, temperature, hard_negatives, seed, epochs) already done."""
-        return {
-            run_key(
-                r["method"],
-                r["loss"],
-                r["temperature"],
-                r["hard_negatives"],
-                r["seed"],
-                r["epochs"],
-            )
-            for r in self.rows()
-        }
+        return {row_key(r) for r in self.rows()}
 
     def append(self, row: dict[str, object]) -> None:
         """Appends one row (keys: :data:`COLUMNS`), writing the header first if needed."""

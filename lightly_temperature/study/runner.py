@@ -1,5 +1,8 @@
-"""Runs a temperature study: trains each run of the grid, evaluates it, appends it to
-``results.csv`` and rewrites ``report.md``. Rerunning skips the runs already in the CSV.
+"""Runs a temperature study: trains each run of the grid, evaluates it and appends it to
+``results.csv`` as it finishes; writes ``report.md`` and the plots once, after the last run
+(an interrupted study keeps its finished runs in the CSV: rerun it to resume and get the
+report). Rerunning skips the runs already in the CSV; ``study.json`` keeps the settings
+they were trained with, and a rerun with other settings is refused.
 
 Example:
     >>> from lightly_temperature.study import StudyConfig, run_study
@@ -16,6 +19,7 @@ from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_only
 
 from lightly_temperature.models import MoCo, SimCLR
 from lightly_temperature.registry import available_losses
@@ -25,7 +29,6 @@ from lightly_temperature.study.config import (
     RunSpec,
     StudyConfig,
     format_hard_negatives,
-    run_key,
 )
 from lightly_temperature.study.data import StudyData, load_study_data
 from lightly_temperature.study.evaluate import evaluate_run
@@ -35,7 +38,8 @@ from lightly_temperature.study.report import (
     plot_similarity_distribution,
     write_report,
 )
-from lightly_temperature.study.results import ResultsFile
+from lightly_temperature.study.results import ResultsFile, row_key
+from lightly_temperature.study.settings import check_output_settings, study_settings
 
 Printer = Callable[[str], None]
 
@@ -127,8 +131,12 @@ def _settings(config: StudyConfig, data: StudyData) -> list[str]:
 def run_study(config: StudyConfig, data: StudyData | None = None, printer: Printer = print) -> Path:
     """Runs (or resumes) the study described by ``config``; returns the path of ``report.md``.
 
+    Only global rank zero writes ``report.md`` and the plots (under DDP every rank calls
+    this); the other ranks return the path it writes.
+
     Raises:
-        ValueError: an unknown loss, or a data source that cannot be used (before any training).
+        ValueError: an unknown loss, a data source that cannot be used, or an output folder
+            whose ``study.json`` holds other settings (all before any training).
     """
     check_losses(config.losses)
     if data is None:
@@ -136,6 +144,9 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
             config.data, config.dataset, config.data_dir, config.image_size, config.max_eval_samples
         )
     output = Path(config.output)
+    is_rank_zero = rank_zero_only.rank == 0
+    # Before any training: refuse an output folder whose runs used other settings.
+    check_output_settings(output, study_settings(config, data), write=is_rank_zero)
     output.mkdir(parents=True, exist_ok=True)
     results = ResultsFile(output / "results.csv")
     finished = results.finished_keys()
@@ -146,7 +157,7 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
 
     def report() -> Path:
         keys = {run.key for run in runs}
-        rows = [r for r in results.rows() if _row_key(r) in keys]
+        rows = [r for r in results.rows() if row_key(r) in keys]
         run_files = [
             (
                 run.name,
@@ -168,6 +179,10 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
         _run_grid(config, data, runs, finished, results, output, printer)
     finally:
         torch.set_num_threads(previous_threads)
+    # Under DDP every rank gets here; only global rank zero trained the evaluation and
+    # wrote results.csv, and only it writes the report (the other ranks would race on it).
+    if rank_zero_only.rank != 0:
+        return output / "report.md"
     path = report()
     printer(f"{len(runs)} runs in {time.perf_counter() - start:.0f}s; report: {path}")
     return path
@@ -225,17 +240,6 @@ def _run_grid(
             f"linear {metrics['linear_accuracy']:.3f}, uniformity {metrics['uniformity']:.3f}, "
             f"tolerance {metrics['tolerance']:.3f}"
         )
-
-
-def _row_key(row: dict[str, str]):
-    return run_key(
-        row["method"],
-        row["loss"],
-        row["temperature"],
-        row["hard_negatives"],
-        row["seed"],
-        row["epochs"],
-    )
 
 
 def _save_similarities(
