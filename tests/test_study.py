@@ -44,8 +44,9 @@ def test_paper_preset():
         4095,
     )
     backbone, dim = build_backbone("resnet18", 3)
-    assert dim == 512 and backbone.conv1.kernel_size == (3, 3) and backbone.conv1.stride == (1, 1)
-    assert backbone(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
+    conv1 = backbone[0]
+    assert dim == 512 and conv1.kernel_size == (3, 3) and conv1.stride == (1, 1)
+    assert backbone(torch.zeros(2, 3, 32, 32)).flatten(start_dim=1).shape == (2, 512)
 
 
 @pytest.mark.parametrize(
