@@ -10,6 +10,25 @@ from torch import Tensor
 HardNegatives = Optional[Union[int, float]]
 
 
+def check_positive(value: float, name: str) -> float:
+    """Returns ``value`` as a float if it is a finite number > 0, else raises ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a finite float > 0, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite float > 0, got {value!r}")
+    return float(value)
+
+
+def check_int(value: int | None, name: str, minimum: int, optional: bool = False) -> int | None:
+    """Returns ``value`` if it is an int >= ``minimum`` (or ``None`` when ``optional``)."""
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "None or an int" if optional else "an int"
+        raise ValueError(f"{name} must be {kind} >= {minimum}, got {value!r}")
+    return value
+
+
 def check_temperature(temperature: float, name: str = "temperature") -> float:
     """Returns ``temperature`` if it is a finite number > 0, else raises ``ValueError``."""
     if isinstance(temperature, Tensor):
@@ -20,11 +39,7 @@ def check_temperature(temperature: float, name: str = "temperature") -> float:
         # A tensor temperature (e.g. learnable) is not read back to the host here: that would
         # synchronise the device on every step.
         return temperature  # type: ignore[return-value]
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise ValueError(f"{name} must be a float > 0, got {temperature!r}")
-    if not math.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"{name} must be a finite float > 0, got {temperature!r}")
-    return float(temperature)
+    return check_positive(temperature, name)
 
 
 def check_hard_negatives(hard_negatives: HardNegatives) -> HardNegatives:

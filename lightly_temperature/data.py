@@ -27,6 +27,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from lightly_temperature._validation import check_int
+
 #: Mean and standard deviation of the digits' pixels scaled to [0, 1].
 DIGITS_MEAN = 0.305
 DIGITS_STD = 0.376
@@ -72,8 +74,7 @@ def load_digits_tensors(channels: int = 1) -> tuple[Tensor, Tensor]:
 
 def digits_transform(input_size: int = 8, augment: bool = True) -> Callable[[Tensor], Tensor]:
     """One augmented view of a digit tensor (``augment=False``: resize and normalise only)."""
-    if not isinstance(input_size, int) or input_size < 4:
-        raise ValueError(f"input_size must be an int >= 4, got {input_size!r}")
+    check_int(input_size, "input_size", minimum=4)
     normalize = v2.Normalize([DIGITS_MEAN], [DIGITS_STD])
     if not augment:
         resize = [v2.Resize(input_size, antialias=True)] if input_size != 8 else []
@@ -106,8 +107,7 @@ def digits_dataset(
         channels: 1 (grayscale) or 3 (the gray channel repeated, for RGB backbones).
         transform: replaces the default transform (gets a ``(channels, 8, 8)`` tensor in [0, 1]).
     """
-    if isinstance(views, bool) or not isinstance(views, int) or views < 0:
-        raise ValueError(f"views must be an int >= 0, got {views!r}")
+    check_int(views, "views", minimum=0)
     images, labels = load_digits_tensors(channels)
     if indices is not None:
         index = torch.as_tensor(list(indices), dtype=torch.long)

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 
+from lightly_temperature._validation import check_int
 from lightly_temperature.callbacks._outputs import current_log_step, log_to_loggers
 from lightly_temperature.losses import PairwiseLoss
 from lightly_temperature.metrics import hardness_statistics
@@ -46,16 +47,8 @@ class HardnessMonitor(Callback):
         loss: PairwiseLoss | None = None,
     ) -> None:
         super().__init__()
-        if log_every_n_steps is not None and (
-            isinstance(log_every_n_steps, bool)
-            or not isinstance(log_every_n_steps, int)
-            or log_every_n_steps < 1
-        ):
-            raise ValueError(
-                f"log_every_n_steps must be None or an int >= 1, got {log_every_n_steps!r}"
-            )
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
+        check_int(log_every_n_steps, "log_every_n_steps", minimum=1, optional=True)
+        check_int(top_k, "top_k", minimum=1)
         if loss is not None and not isinstance(loss, PairwiseLoss):
             raise ValueError(
                 f"loss must be a lightly_temperature PairwiseLoss, got {type(loss).__name__}"

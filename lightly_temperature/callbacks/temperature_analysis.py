@@ -13,6 +13,7 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
+from lightly_temperature._validation import check_int
 from lightly_temperature.callbacks._outputs import (
     CSVHistory,
     SimilarityFigure,
@@ -111,11 +112,11 @@ class TemperatureAnalysis(Callback):
         save_csv: bool = True,
     ) -> None:
         super().__init__()
-        self.every_n_epochs = _check_optional_int(every_n_epochs, "every_n_epochs", minimum=0)
-        self.every_n_steps = _check_optional_int(every_n_steps, "every_n_steps", minimum=1)
-        self.max_samples = _check_optional_int(max_samples, "max_samples", minimum=2)
-        self.top_k: int = _check_int(top_k, "top_k", minimum=1)
-        self.chunk_size: int = _check_int(chunk_size, "chunk_size", minimum=1)
+        self.every_n_epochs = check_int(every_n_epochs, "every_n_epochs", minimum=0, optional=True)
+        self.every_n_steps = check_int(every_n_steps, "every_n_steps", minimum=1, optional=True)
+        self.max_samples = check_int(max_samples, "max_samples", minimum=2, optional=True)
+        self.top_k: int = check_int(top_k, "top_k", minimum=1)
+        self.chunk_size: int = check_int(chunk_size, "chunk_size", minimum=1)
         if isinstance(metrics, str):
             metrics = (metrics,)
         unknown = [m for m in metrics if m not in AVAILABLE_METRICS]
@@ -373,17 +374,3 @@ def _val_loader(trainer: Trainer) -> Any | None:
     if isinstance(loaders, dict):
         return next(iter(loaders.values()), None)
     return loaders
-
-
-def _check_optional_int(value: int | None, name: str, minimum: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be None or an int >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_int(value: int, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value

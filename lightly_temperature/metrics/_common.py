@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch
 from torch import Tensor
+
+from lightly_temperature._validation import check_int
 
 #: Rows per chunk: extra memory is O(DEFAULT_CHUNK_SIZE x N) floats.
 DEFAULT_CHUNK_SIZE = 1024
@@ -46,19 +47,8 @@ def check_pair(z0: Tensor, z1: Tensor, min_rows: int = 1) -> tuple[Tensor, Tenso
     return z0.to(dtype), z1.to(dtype)
 
 
-def check_positive(value: float, name: str) -> float:
-    """A finite number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a finite float > 0, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite float > 0, got {value!r}")
-    return float(value)
-
-
 def check_chunk_size(chunk_size: int) -> int:
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
-    return chunk_size
+    return check_int(chunk_size, "chunk_size", minimum=1)
 
 
 def chunks(n: int, chunk_size: int) -> Iterator[tuple[int, int]]:

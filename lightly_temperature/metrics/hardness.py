@@ -22,6 +22,7 @@ from lightly_temperature._selection import top_k_values
 from lightly_temperature._validation import (
     HardNegatives,
     check_hard_negatives,
+    check_int,
     resolve_hard_negatives,
 )
 from lightly_temperature.functional import info_nce_from_logits, top_k_negatives
@@ -45,8 +46,7 @@ def hardness_statistics(
 
     Nothing is read back to the host. Returns an empty dict when the call had no negatives.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    check_int(k, "k", minimum=1)
     hard_negatives = check_hard_negatives(hard_negatives)
     if batch.num_negatives < 1:
         return {}

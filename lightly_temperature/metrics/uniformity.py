@@ -23,12 +23,12 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from lightly_temperature._validation import check_positive
 from lightly_temperature.metrics._common import (
     DEFAULT_CHUNK_SIZE,
     check_chunk_size,
     check_matrix,
     check_pair,
-    check_positive,
     chunks,
 )
 

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from lightly_temperature._validation import check_int
 from lightly_temperature.models.backbones import resnet18_backbone
 from lightly_temperature.registry import build_loss, get_loss_class, loss_parameters
 
@@ -29,9 +30,7 @@ def resolve_backbone(backbone: nn.Module | None, feature_dim: int | None) -> tup
                 f"feature_dim is needed with a {type(backbone).__name__} backbone: pass the "
                 "number of features it outputs per image, e.g. feature_dim=512 for a ResNet-18"
             )
-    if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1:
-        raise ValueError(f"feature_dim must be an int >= 1, got {feature_dim!r}")
-    return backbone, feature_dim
+    return backbone, check_int(feature_dim, "feature_dim", minimum=1)
 
 
 def make_loss(
@@ -110,10 +109,7 @@ class ContrastiveModule(pl.LightningModule):
             if not ok:
                 bound = "> 0" if low is not None else ">= 0"
                 raise ValueError(f"{name} must be a finite float {bound}, got {value!r}")
-        if max_epochs is not None and (
-            isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1
-        ):
-            raise ValueError(f"max_epochs must be None or an int >= 1, got {max_epochs!r}")
+        check_int(max_epochs, "max_epochs", minimum=1, optional=True)
         self.lr = float(lr)
         self.momentum = float(momentum)
         self.weight_decay = float(weight_decay)

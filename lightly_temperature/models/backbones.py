@@ -5,6 +5,8 @@ from __future__ import annotations
 import torchvision
 from torch import nn
 
+from lightly_temperature._validation import check_int
+
 
 def resnet18_backbone(in_channels: int = 3, cifar_stem: bool = False) -> nn.Sequential:
     """torchvision's ResNet-18 without its classifier, as in Lightly's examples (512-d features).
@@ -40,10 +42,8 @@ class SmallCNN(nn.Sequential):
     """
 
     def __init__(self, in_channels: int = 1, width: int = 32) -> None:
-        if not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be an int >= 1, got {width!r}")
+        check_int(in_channels, "in_channels", minimum=1)
+        check_int(width, "width", minimum=1)
 
         def block(cin: int, cout: int, stride: int) -> list:
             return [
