@@ -179,15 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for rep in range(repeats):
-            order = CONFIGS[rep % len(CONFIGS):] + CONFIGS[: rep % len(CONFIGS)]
+            order = CONFIGS[rep % len(CONFIGS) :] + CONFIGS[: rep % len(CONFIGS)]
             for name in order:
                 (seconds, best), module, trainer, callbacks = train(
                     config, run, data, name, Path(tmp)
                 )
                 times[name].append(seconds)
                 fastest[name].append(best)
-                print(f"repeat {rep}: {name}: {seconds * 1e3:.1f} ms/epoch (fastest "
-                      f"{best * 1e3:.1f})", flush=True)
+                print(
+                    f"repeat {rep}: {name}: {seconds * 1e3:.1f} ms/epoch (fastest "
+                    f"{best * 1e3:.1f})",
+                    flush=True,
+                )
                 if args.breakdown and name == "TemperatureAnalysis" and rep == repeats - 1:
                     parts = breakdown(callbacks[0], trainer, module, 3 if args.quick else 15)
     rows, verdicts = [], []
@@ -195,13 +198,21 @@ def main(argv: list[str] | None = None) -> int:
         ratio = statistics.median(a / b for a, b in zip(times[name], times[BASELINE]))
         extra_ms = statistics.median(a - b for a, b in zip(times[name], times[BASELINE])) * 1e3
         best_ratio = statistics.median(a / b for a, b in zip(fastest[name], fastest[BASELINE]))
-        rows.append([name, f"{statistics.median(times[name]) * 1e3:.1f}",
-                     f"{extra_ms:+.1f}", f"{(ratio - 1) * 100:+.1f} %",
-                     f"{(best_ratio - 1) * 100:+.1f} %"])
+        rows.append(
+            [
+                name,
+                f"{statistics.median(times[name]) * 1e3:.1f}",
+                f"{extra_ms:+.1f}",
+                f"{(ratio - 1) * 100:+.1f} %",
+                f"{(best_ratio - 1) * 100:+.1f} %",
+            ]
+        )
         if name != BASELINE:
             met = "met" if ratio - 1 <= TARGET else "NOT met"
-            verdicts.append(f"{name}: {(ratio - 1) * 100:+.1f} % epoch time "
-                            f"(target <= +{TARGET * 100:.0f} %): {met}")
+            verdicts.append(
+                f"{name}: {(ratio - 1) * 100:+.1f} % epoch time "
+                f"(target <= +{TARGET * 100:.0f} %): {met}"
+            )
     table = markdown_table(
         ["callbacks", "epoch ms (median)", "extra ms", "overhead", "overhead, fastest epochs"],
         rows,
@@ -213,8 +224,14 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     parts_table = ""
     if parts:
-        order = ["embed probe", "metrics", "logger histograms", "PNG figure", "CSV row",
-                 "total evaluate()"]
+        order = [
+            "embed probe",
+            "metrics",
+            "logger histograms",
+            "PNG figure",
+            "CSV row",
+            "total evaluate()",
+        ]
         parts_table = markdown_table(
             ["part of one TemperatureAnalysis evaluation", "ms (median)"],
             [[name, f"{parts[name]:.1f}"] for name in order if name in parts],

@@ -69,9 +69,7 @@ def loss_step(loss_fn: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Cal
     return step
 
 
-def floor_step(
-    x: torch.Tensor, y: torch.Tensor, bank: torch.Tensor | None
-) -> Callable[[], None]:
+def floor_step(x: torch.Tensor, y: torch.Tensor, bank: torch.Tensor | None) -> Callable[[], None]:
     """The similarity product alone: (2N, d) @ (d, 2N) (SimCLR) or (N, d) @ (d, bank) (MoCo)."""
     if bank is None:
         z = torch.cat([x, y]).detach().requires_grad_(True)
@@ -153,10 +151,16 @@ def main(argv: list[str] | None = None) -> int:
             ratio = paired_ratio(times, name, REFERENCE)
             mem_ratio = memory[name] / ref_mem if ref_mem else float("nan")
             label = name.replace("(K)", f"(K={describe_k(mode, batch, k)})")
-            rows.append([
-                setting, label, f"{median(times[name]) * 1e3:.2f}", f"{ratio:.2f}",
-                f"{memory[name] / 2**20:.1f}", f"{mem_ratio:.2f}",
-            ])
+            rows.append(
+                [
+                    setting,
+                    label,
+                    f"{median(times[name]) * 1e3:.2f}",
+                    f"{ratio:.2f}",
+                    f"{memory[name] / 2**20:.1f}",
+                    f"{mem_ratio:.2f}",
+                ]
+            )
             print(" | ".join(rows[-1]), flush=True)
         del ref_time
         verdicts += target_verdicts(mode, setting, times, memory)
@@ -174,10 +178,16 @@ def main(argv: list[str] | None = None) -> int:
             f"Forward+backward of each loss on random (N, {dim}) embeddings, {repeats} "
             "interleaved repeats; the machine was shared with other jobs, so absolute times are "
             "noisy and the paired ratios are the figures to read. Peak memory: "
-            + ("CUDA allocator peak" if device.type == "cuda" else
-               "torch.profiler allocation events (peak of the running sum of allocations and "
-               "frees during one call)")
-            + ".\n\n" + table + "\n\n" + "\n".join(f"- {v}" for v in verdicts)
+            + (
+                "CUDA allocator peak"
+                if device.type == "cuda"
+                else "torch.profiler allocation events (peak of the running sum of allocations and "
+                "frees during one call)"
+            )
+            + ".\n\n"
+            + table
+            + "\n\n"
+            + "\n".join(f"- {v}" for v in verdicts)
         )
         append_to_docs("Losses: time and peak memory against NTXentLoss", device, body)
     return 0

@@ -98,8 +98,10 @@ def check_exact(metrics, z0, z1, labels) -> list[str]:
     full[rows, rows + n] = float("-inf")
     ref_top = full.topk(10, dim=1).values
     pos, top = metrics.positive_and_top_negative_similarities(z0, z1, k=10)
-    diff = max((pos.double() - (z * z1n).sum(1)).abs().max().item(),
-               (top.double() - ref_top).abs().max().item())
+    diff = max(
+        (pos.double() - (z * z1n).sum(1)).abs().max().item(),
+        (top.double() - ref_top).abs().max().item(),
+    )
     out.append(f"top-10 negatives |diff| {diff:.1e}")
     return out
 
@@ -131,13 +133,22 @@ def main(argv: list[str] | None = None) -> int:
             ),
         }
         repeats = args.repeats or (2 if args.quick else (5 if n <= 10_000 else 1))
-        times = time_interleaved(steps, repeats=repeats, warmup=1 if n <= 10_000 else 0,
-                                 device=device)
+        times = time_interleaved(
+            steps, repeats=repeats, warmup=1 if n <= 10_000 else 0, device=device
+        )
         memory = {name: peak_memory(step, device) for name, step in steps.items()}
         for name in steps:
             ratio = paired_ratio(times, name, FLOOR)
-            rows.append([f"N={n:,}", name, f"{median(times[name]) * 1e3:.1f}", f"{ratio:.2f}",
-                         f"{memory[name] / 2**20:.1f}", str(repeats)])
+            rows.append(
+                [
+                    f"N={n:,}",
+                    name,
+                    f"{median(times[name]) * 1e3:.1f}",
+                    f"{ratio:.2f}",
+                    f"{memory[name] / 2**20:.1f}",
+                    str(repeats),
+                ]
+            )
             print(" | ".join(rows[-1]), flush=True)
         if n <= 10_000:
             for name in ("uniformity_loss", "tolerance", "top-10 negatives"):
@@ -170,8 +181,15 @@ def main(argv: list[str] | None = None) -> int:
             f"Random embeddings of dim {DIM} (10 classes for the labels); the floor is one "
             "N x N x d product plus one exp over its result, in 1024-row blocks. Timings are "
             "interleaved with the floor; the machine was shared with other jobs. Peak extra "
-            "memory: " + ("CUDA allocator peak" if device.type == "cuda" else
-                          "torch.profiler allocation events") + ".\n\n" + table + "\n\n"
+            "memory: "
+            + (
+                "CUDA allocator peak"
+                if device.type == "cuda"
+                else "torch.profiler allocation events"
+            )
+            + ".\n\n"
+            + table
+            + "\n\n"
             + "\n".join(f"- {v}" for v in verdicts)
             + ("\n- Exactness against naive references: " + "; ".join(checks) if checks else "")
         )

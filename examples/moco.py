@@ -34,8 +34,16 @@ from lightly_temperature.models import SmallCNN
 
 
 class MoCo(pl.LightningModule):
-    def __init__(self, backbone, feature_dim, hidden_dim=512, output_dim=128, lr=0.06,
-                 max_epochs=10, bank_entries=4096):
+    def __init__(
+        self,
+        backbone,
+        feature_dim,
+        hidden_dim=512,
+        output_dim=128,
+        lr=0.06,
+        max_epochs=10,
+        bank_entries=4096,
+    ):
         super().__init__()
         self.backbone = backbone
         self.projection_head = MoCoProjectionHead(feature_dim, hidden_dim, output_dim)
@@ -81,15 +89,24 @@ class MoCo(pl.LightningModule):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", help="image folder (default: scikit-learn's digits)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="default 20 on digits, 10 on a folder")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="default 256 on digits, 64 on a folder")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="default 20 on digits, 10 on a folder"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="default 256 on digits, 64 on a folder"
+    )
     parser.add_argument("--input-size", type=int, default=32, help="image size on a folder")
-    parser.add_argument("--loss", default="hard_contrastive",
-                        help="registry name: hard_contrastive, ntxent, simple, hard_simple")
-    parser.add_argument("--hard-negatives", type=float, default=0.0819,
-                        help="fraction of the bank kept (>= 1: a count)")
+    parser.add_argument(
+        "--loss",
+        default="hard_contrastive",
+        help="registry name: hard_contrastive, ntxent, simple, hard_simple",
+    )
+    parser.add_argument(
+        "--hard-negatives",
+        type=float,
+        default=0.0819,
+        help="fraction of the bank kept (>= 1: a count)",
+    )
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--devices", default="auto")

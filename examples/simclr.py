@@ -27,8 +27,16 @@ from lightly_temperature.models import SmallCNN
 
 
 class SimCLR(pl.LightningModule):
-    def __init__(self, backbone, feature_dim, hidden_dim=2048, output_dim=2048, lr=0.06,
-                 temperature=0.5, hard_negatives=0.0819):
+    def __init__(
+        self,
+        backbone,
+        feature_dim,
+        hidden_dim=2048,
+        output_dim=2048,
+        lr=0.06,
+        temperature=0.5,
+        hard_negatives=0.0819,
+    ):
         super().__init__()
         self.backbone = backbone
         self.projection_head = SimCLRProjectionHead(feature_dim, hidden_dim, output_dim)
@@ -60,14 +68,20 @@ class SimCLR(pl.LightningModule):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", help="image folder (default: scikit-learn's digits)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="default 20 on digits, 10 on a folder")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="default 256 on digits, 64 on a folder")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="default 20 on digits, 10 on a folder"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="default 256 on digits, 64 on a folder"
+    )
     parser.add_argument("--input-size", type=int, default=32, help="image size on a folder")
     parser.add_argument("--temperature", type=float, default=0.5)
-    parser.add_argument("--hard-negatives", type=float, default=0.0819,
-                        help="fraction of the negatives kept (>= 1: a count)")
+    parser.add_argument(
+        "--hard-negatives",
+        type=float,
+        default=0.0819,
+        help="fraction of the negatives kept (>= 1: a count)",
+    )
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--devices", default="auto")
@@ -81,14 +95,21 @@ def main(argv=None):
     if args.path is None:  # embedded real data: 1,797 8x8 digits, a small CNN
         dataset = digits_dataset(views=2)
         backbone = SmallCNN(in_channels=1, width=32)
-        model = SimCLR(backbone, backbone.feature_dim, hidden_dim=256, output_dim=128,
-                       temperature=args.temperature, hard_negatives=_k(args.hard_negatives))
+        model = SimCLR(
+            backbone,
+            backbone.feature_dim,
+            hidden_dim=256,
+            output_dim=128,
+            temperature=args.temperature,
+            hard_negatives=_k(args.hard_negatives),
+        )
         epochs, batch_size = args.epochs or 20, args.batch_size or 256
     else:  # Lightly's example: ResNet-18 and SimCLRTransform on a folder of images
         resnet = torchvision.models.resnet18()
         backbone = nn.Sequential(*list(resnet.children())[:-1])
-        model = SimCLR(backbone, 512, temperature=args.temperature,
-                       hard_negatives=_k(args.hard_negatives))
+        model = SimCLR(
+            backbone, 512, temperature=args.temperature, hard_negatives=_k(args.hard_negatives)
+        )
         transform = SimCLRTransform(input_size=args.input_size)
         dataset = LightlyDataset(input_dir=args.path, transform=transform)
         epochs, batch_size = args.epochs or 10, args.batch_size or 64

@@ -42,9 +42,7 @@ def _describe(module: nn.Module) -> str:
     nested = sum(1 for name, _ in module.named_modules() if name) - len(children)
     if not children:
         return "it has no submodule attributes"
-    return (
-        f"looked at the attributes {', '.join(children)} and their {nested} nested submodules"
-    )
+    return f"looked at the attributes {', '.join(children)} and their {nested} nested submodules"
 
 
 def find_loss(module: nn.Module) -> tuple[nn.Module, list[str]]:
@@ -73,9 +71,7 @@ def find_loss(module: nn.Module) -> tuple[nn.Module, list[str]]:
             "Assign the loss as a submodule, e.g. self.criterion = NTXentLoss()"
         )
     if len(losses) > 1:
-        where = "; ".join(
-            f"{', '.join(paths)} ({type(loss).__name__})" for loss, paths in losses
-        )
+        where = "; ".join(f"{', '.join(paths)} ({type(loss).__name__})" for loss, paths in losses)
         raise ValueError(
             f"use_loss found {len(losses)} losses in {type(module).__name__}: {where}. "
             "It replaces exactly one: call it on the submodule that holds the loss to switch"

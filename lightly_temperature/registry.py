@@ -77,9 +77,7 @@ def available_losses() -> list[str]:
     return sorted({*_BUILTIN, *_registered, *_plugin_entry_points()})
 
 
-def register_loss(
-    name: str, loss: F | None = None, *, overwrite: bool = False
-) -> Any:
+def register_loss(name: str, loss: F | None = None, *, overwrite: bool = False) -> Any:
     """Registers a loss class (or any callable returning an ``nn.Module``) under ``name``.
 
     Usable as a function or as a decorator. The loss should take NTXentLoss's arguments

@@ -99,17 +99,26 @@ class RecordLosses(pl.Callback):
 
 def train(model, steps, batch_size=128):
     pl.seed_everything(0, verbose=False)
-    loader = DataLoader(digits_dataset(views=2), batch_size=batch_size, shuffle=True,
-                        drop_last=True)
+    loader = DataLoader(
+        digits_dataset(views=2), batch_size=batch_size, shuffle=True, drop_last=True
+    )
     record = RecordLosses()
-    trainer = pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False,
-                         enable_progress_bar=False, enable_checkpointing=False,
-                         enable_model_summary=False, callbacks=[record])
+    trainer = pl.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=[record],
+    )
     trainer.fit(model, loader)
     return record.losses
 
 
 # --- training on real images -------------------------------------------------------------
+
 
 def test_lightly_simclr_switched_with_use_loss_learns_on_digits():
     pl.seed_everything(0, verbose=False)
@@ -135,6 +144,7 @@ def test_lightly_moco_switched_with_use_loss_learns_on_digits():
 
 # --- what is carried over ------------------------------------------------------------------
 
+
 def test_use_loss_returns_the_module_and_carries_settings_over():
     model = LightlyMoCo(memory_bank_size=(128, 32), gather_distributed=True)
     assert use_loss(model, "hard_contrastive", hard_negatives=9) is model
@@ -145,8 +155,7 @@ def test_use_loss_returns_the_module_and_carries_settings_over():
 
 
 def test_overrides_win():
-    model = use_loss(LightlyMoCo(), "hard_contrastive", temperature=0.7,
-                     memory_bank_size=(64, 32))
+    model = use_loss(LightlyMoCo(), "hard_contrastive", temperature=0.7, memory_bank_size=(64, 32))
     assert model.criterion.temperature == 0.7
     assert tuple(model.criterion.memory_bank.size) == (64, 32)
 
@@ -204,11 +213,15 @@ def test_nested_and_aliased_losses():
 
 # --- errors ---------------------------------------------------------------------------------
 
+
 def test_no_loss_names_the_attributes_looked_at():
     model = LightlySimCLR()
     del model.criterion
-    with pytest.raises(ValueError, match="no NTXentLoss in LightlySimCLR: looked at the "
-                       "attributes backbone, projection_head and their"):
+    with pytest.raises(
+        ValueError,
+        match="no NTXentLoss in LightlySimCLR: looked at the "
+        "attributes backbone, projection_head and their",
+    ):
         use_loss(model, "hard_contrastive")
     with pytest.raises(ValueError, match="it has no submodule attributes"):
         use_loss(nn.Module(), "hard_contrastive")
@@ -217,8 +230,11 @@ def test_no_loss_names_the_attributes_looked_at():
 def test_several_losses_are_named():
     model = LightlySimCLR()
     model.extra = NTXentLoss()
-    with pytest.raises(ValueError, match=r"found 2 losses in LightlySimCLR: criterion "
-                       r"\(NTXentLoss\); extra \(NTXentLoss\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"found 2 losses in LightlySimCLR: criterion "
+        r"\(NTXentLoss\); extra \(NTXentLoss\)",
+    ):
         use_loss(model, "hard_contrastive")
 
 
@@ -250,8 +266,11 @@ def test_target_without_memory_bank_or_gathering(monkeypatch):
             return (out0 - out1).pow(2).mean() / self.temperature
 
     monkeypatch.setattr(registry, "_registered", {"plain": PlainLoss})
-    with pytest.raises(ValueError, match=r"memory bank of size \(256, 32\) but loss 'plain' "
-                       "takes no memory_bank_size"):
+    with pytest.raises(
+        ValueError,
+        match=r"memory bank of size \(256, 32\) but loss 'plain' "
+        "takes no memory_bank_size",
+    ):
         use_loss(LightlyMoCo(), "plain")
     gathering = LightlySimCLR()
     gathering.criterion = NTXentLoss(gather_distributed=True)

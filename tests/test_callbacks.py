@@ -94,7 +94,11 @@ def trained(tmp_path_factory):
             CSVLogger(str(root), name="csv", version=csv_version),
         ]
         trainer = make_trainer(
-            root, max_epochs, [analysis, monitor, checkpoint], loggers, log_every_n_steps=2,
+            root,
+            max_epochs,
+            [analysis, monitor, checkpoint],
+            loggers,
+            log_every_n_steps=2,
             limit_train_batches=3,
         )
         model = TinySimCLR(temperature=0.5, hard_negatives=0.5)
@@ -126,9 +130,10 @@ def test_keys_are_logged_with_finite_values(trained):
     assert 0 <= metrics["temperature_analysis/alignment"] <= 4
     assert 1 <= metrics["temperature_analysis/effective_rank"] <= 16
     # Fig. 8 quantities: the positive is more similar than the hardest negatives on average.
-    assert metrics["temperature_analysis/positive_similarity"] > metrics[
-        "temperature_analysis/top10_negative_similarity"
-    ] - 0.5
+    assert (
+        metrics["temperature_analysis/positive_similarity"]
+        > metrics["temperature_analysis/top10_negative_similarity"] - 0.5
+    )
 
 
 def test_csv_logger_receives_both_callbacks(trained):
@@ -161,7 +166,8 @@ def test_pngs_histograms_and_history_csv_exist(trained):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(
-        str(trained.root / "tb" / "version_0"), size_guidance={"histograms": 0}  # keep all
+        str(trained.root / "tb" / "version_0"),
+        size_guidance={"histograms": 0},  # keep all
     ).Reload()
     tags = events.Tags()["histograms"]
     assert "temperature_analysis/positive_similarity_hist" in tags
@@ -261,12 +267,16 @@ def test_every_n_steps_writes_to_loggers_at_those_steps(tmp_path):
         probe_loader(40), every_n_epochs=None, every_n_steps=2, metrics=("uniformity",)
     )
     logger = CSVLogger(str(tmp_path), name="csv", version=0)
-    trainer = make_trainer(tmp_path, 1, [analysis], logger, limit_train_batches=4,
-                           log_every_n_steps=50)
+    trainer = make_trainer(
+        tmp_path, 1, [analysis], logger, limit_train_batches=4, log_every_n_steps=50
+    )
     trainer.fit(TinySimCLR(), train_loader(256, 64))
     assert [r["step"] for r in analysis.history] == [2, 4]
-    rows = [r for r in read_csv(tmp_path / "csv" / "version_0" / "metrics.csv")
-            if r.get("temperature_analysis/uniformity")]
+    rows = [
+        r
+        for r in read_csv(tmp_path / "csv" / "version_0" / "metrics.csv")
+        if r.get("temperature_analysis/uniformity")
+    ]
     assert [int(r["step"]) for r in rows] == [1, 3]  # Lightning's 0-based logging steps
     assert [float(r["temperature_analysis/uniformity"]) for r in rows] == pytest.approx(
         [r["uniformity"] for r in analysis.history]
@@ -417,8 +427,9 @@ def test_hardness_monitor_computes_only_on_logging_steps(tmp_path, monkeypatch):
     monkeypatch.setattr(hm, "hardness_statistics", lambda *a, **k: calls.append(1) or real(*a, **k))
     monitor = HardnessMonitor(log_every_n_steps=3)
     logger = CSVLogger(str(tmp_path), name="csv", version=0)
-    trainer = make_trainer(tmp_path, 1, [monitor], logger, limit_train_batches=7,
-                           log_every_n_steps=1)
+    trainer = make_trainer(
+        tmp_path, 1, [monitor], logger, limit_train_batches=7, log_every_n_steps=1
+    )
     model = TinySimCLR()
     stored = []  # whether the loss kept its similarities, step by step
 
@@ -432,8 +443,11 @@ def test_hardness_monitor_computes_only_on_logging_steps(tmp_path, monkeypatch):
     assert len(calls) == 2
     # Similarities are kept only on the logged steps: the others pay nothing.
     assert stored == [False, False, True, False, False, True, False]
-    rows = [r for r in read_csv(tmp_path / "csv" / "version_0" / "metrics.csv")
-            if r.get("hardness/temperature")]
+    rows = [
+        r
+        for r in read_csv(tmp_path / "csv" / "version_0" / "metrics.csv")
+        if r.get("hardness/temperature")
+    ]
     assert [int(r["step"]) for r in rows] == [2, 5]
     assert not model.criterion.store_similarities  # restored at teardown
 
@@ -512,8 +526,9 @@ def _reference_similarity_png(path, positive, negatives, title, k):
     ax = figure.add_subplot(1, 1, 1)
     bins = [i / 50 - 1 for i in range(101)]
     for values, label in ((positive, "positive"), (negatives.reshape(-1), f"top-{k} negatives")):
-        ax.hist(values.numpy(), bins=bins, density=True, alpha=0.6, histtype="stepfilled",
-                label=label)
+        ax.hist(
+            values.numpy(), bins=bins, density=True, alpha=0.6, histtype="stepfilled", label=label
+        )
     ax.set_xlabel("cosine similarity")
     ax.set_ylabel("density")
     ax.set_xlim(-1, 1)

@@ -56,8 +56,11 @@ def test_errors():
         digits_dataset(channels=2)
     with pytest.raises(ValueError, match="input_size must be an int >= 4, got 2"):
         digits_dataset(input_size=2)
-    with pytest.raises(ValueError, match=r"indices must be .* in \[0, 1797\), got 1 indices "
-                       r"in \[1797, 1797\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"indices must be .* in \[0, 1797\), got 1 indices "
+        r"in \[1797, 1797\]",
+    ):
         digits_dataset(indices=[1797])
     with pytest.raises(ValueError, match="got 0 indices"):
         digits_dataset(indices=[])

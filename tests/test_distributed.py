@@ -32,12 +32,15 @@ from lightly_temperature import HardContrastiveLoss, HardSimpleLoss
 REPO = Path(__file__).resolve().parents[1]
 N, DIM_IN, DIM = 6, 10, 8
 LOSSES = {
-    "hard_k3": lambda g: HardContrastiveLoss(temperature=0.2, hard_negatives=3,
-                                             gather_distributed=g),
-    "hard_alpha": lambda g: HardContrastiveLoss(temperature=0.5, hard_negatives=0.25,
-                                                gather_distributed=g),
-    "plain": lambda g: HardContrastiveLoss(temperature=0.1, hard_negatives=None,
-                                           gather_distributed=g),
+    "hard_k3": lambda g: HardContrastiveLoss(
+        temperature=0.2, hard_negatives=3, gather_distributed=g
+    ),
+    "hard_alpha": lambda g: HardContrastiveLoss(
+        temperature=0.5, hard_negatives=0.25, gather_distributed=g
+    ),
+    "plain": lambda g: HardContrastiveLoss(
+        temperature=0.1, hard_negatives=None, gather_distributed=g
+    ),
     "hard_simple": lambda g: HardSimpleLoss(hard_negatives=4, gather_distributed=g),
 }
 
@@ -64,8 +67,9 @@ def model():
 
 def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world_size)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
+    )
     try:
         x0, x1, emb0, emb1 = data()
         rows = slice(rank * N, (rank + 1) * N)
@@ -81,9 +85,12 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
             ddp_loss = make(True)(ddp(x0[rows]), ddp(x1[rows]))
             ddp_loss.backward()
             results[name] = {
-                "loss": loss.detach(), "grad0": out0.grad, "grad1": out1.grad,
+                "loss": loss.detach(),
+                "grad0": out0.grad,
+                "grad1": out1.grad,
                 "ddp_loss": ddp_loss.detach(),
-                "weight_grad": ddp.module.weight.grad, "bias_grad": ddp.module.bias.grad,
+                "weight_grad": ddp.module.weight.grad,
+                "bias_grad": ddp.module.bias.grad,
             }
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
@@ -160,10 +167,20 @@ with open(f"{sys.argv[1]}/rank{trainer.global_rank}.json", "w") as f:
 def test_simclr_trains_with_lightning_ddp_on_two_cpu_processes(tmp_path):
     script = tmp_path / "train_ddp.py"
     script.write_text(DDP_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
-           "MASTER_PORT": str(free_port())}
-    result = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "MASTER_PORT": str(free_port()),
+    }
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for rank in ranks:

@@ -26,8 +26,14 @@ def _one_thread():
 
 def run_script(name, *args, cwd):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -45,8 +51,9 @@ def final_loss(stdout):
 
 
 def test_simclr_example_runs_as_a_script_on_digits(tmp_path):
-    stdout = run_script("simclr.py", "--quick", "--accelerator", "cpu", "--devices", "1",
-                        cwd=tmp_path)
+    stdout = run_script(
+        "simclr.py", "--quick", "--accelerator", "cpu", "--devices", "1", cwd=tmp_path
+    )
     assert torch.isfinite(torch.tensor(final_loss(stdout)))
     accuracy = float(stdout.splitlines()[-1].split()[-1])
     assert "digits kNN accuracy" in stdout and 0.1 < accuracy <= 1.0
@@ -80,8 +87,21 @@ def test_examples_run_on_an_image_folder(name, image_folder, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     example = load_example(name)
     extra = ["--loss", "hard_simple"] if name == "moco" else []
-    example.main([str(image_folder), "--quick", "--batch-size", "8", "--input-size", "32",
-                  "--accelerator", "cpu", "--devices", "1", *extra])
+    example.main(
+        [
+            str(image_folder),
+            "--quick",
+            "--batch-size",
+            "8",
+            "--input-size",
+            "32",
+            "--accelerator",
+            "cpu",
+            "--devices",
+            "1",
+            *extra,
+        ]
+    )
     stdout = capsys.readouterr().out
     assert torch.isfinite(torch.tensor(final_loss(stdout)))
     assert "kNN" not in stdout  # evaluation is for digits only

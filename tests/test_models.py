@@ -18,8 +18,12 @@ from lightly_temperature import (
 from lightly_temperature.data import digits_dataset
 from lightly_temperature.models import SmallCNN, resnet18_backbone
 
-LOSSES = {"ntxent": NTXentLoss, "hard_contrastive": HardContrastiveLoss,
-          "simple": SimpleLoss, "hard_simple": HardSimpleLoss}
+LOSSES = {
+    "ntxent": NTXentLoss,
+    "hard_contrastive": HardContrastiveLoss,
+    "simple": SimpleLoss,
+    "hard_simple": HardSimpleLoss,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -47,18 +51,32 @@ class CheckOutputs(pl.Callback):
 
 def tiny(cls, loss, **kwargs):
     extra = {"memory_bank_size": 64} if cls is MoCo else {}
-    return cls(backbone=SmallCNN(in_channels=1, width=8), hidden_dim=32, output_dim=16,
-               loss=loss, **extra, **kwargs)
+    return cls(
+        backbone=SmallCNN(in_channels=1, width=8),
+        hidden_dim=32,
+        output_dim=16,
+        loss=loss,
+        **extra,
+        **kwargs,
+    )
 
 
 def fit(model, steps=3, batch_size=32, callbacks=(), **trainer_kwargs):
     pl.seed_everything(0, verbose=False)
-    loader = DataLoader(digits_dataset(views=2), batch_size=batch_size, shuffle=True,
-                        drop_last=True)
-    trainer = pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False,
-                         enable_progress_bar=False, enable_checkpointing=False,
-                         enable_model_summary=False, callbacks=list(callbacks),
-                         **trainer_kwargs)
+    loader = DataLoader(
+        digits_dataset(views=2), batch_size=batch_size, shuffle=True, drop_last=True
+    )
+    trainer = pl.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+        **trainer_kwargs,
+    )
     trainer.fit(model, loader)
     return trainer
 
@@ -102,8 +120,13 @@ def test_moco_momentum_encoder_follows_the_query_encoder():
             if p.requires_grad:
                 p.add_(1.0)  # the query encoder moves away from the key encoder
     query = [p.clone() for p in [*model.backbone.parameters(), *model.projection_head.parameters()]]
-    key = [p.clone() for p in [*model.backbone_momentum.parameters(),
-                               *model.projection_head_momentum.parameters()]]
+    key = [
+        p.clone()
+        for p in [
+            *model.backbone_momentum.parameters(),
+            *model.projection_head_momentum.parameters(),
+        ]
+    ]
     (x0, x1), labels = next(iter(DataLoader(digits_dataset(), batch_size=8)))
     model.training_step(([x0, x1], labels), 0)
     # epoch 0 of 2: cosine_schedule gives momentum_start, key <- 0.5 key + 0.5 query
@@ -157,8 +180,11 @@ def test_errors():
         tiny(SimCLR, NTXentLoss(), temperature=0.1)
     with pytest.raises(ValueError, match="loss must be a loss name or a torch.nn.Module"):
         tiny(SimCLR, 3)
-    with pytest.raises(ValueError, match=r"memory_bank_size=\(64, 32\) stores 32-d keys but "
-                       r"the projection head outputs output_dim=16"):
+    with pytest.raises(
+        ValueError,
+        match=r"memory_bank_size=\(64, 32\) stores 32-d keys but "
+        r"the projection head outputs output_dim=16",
+    ):
         MoCo(backbone=SmallCNN(width=8), hidden_dim=32, output_dim=16, memory_bank_size=(64, 32))
     with pytest.raises(ValueError, match="memory_bank_size must be an int >= 1"):
         MoCo(backbone=SmallCNN(width=8), memory_bank_size=0)
@@ -171,13 +197,16 @@ def test_errors():
         SimCLR(backbone=SmallCNN(width=8), max_epochs=0)
 
 
-@pytest.mark.parametrize("batch, got", [
-    (torch.zeros(2, 1, 8, 8), "a batch of type Tensor"),
-    ([], "an empty batch"),
-    (([torch.zeros(2, 1, 8, 8)], None), r"batch\[0\] = list of 1 items"),
-    ((torch.zeros(2, 1, 8, 8), None), r"batch\[0\] = Tensor"),
-    (([torch.zeros(1), "x"], None), r"batch\[0\] = list of 2 items \(Tensor, str\)"),
-])
+@pytest.mark.parametrize(
+    "batch, got",
+    [
+        (torch.zeros(2, 1, 8, 8), "a batch of type Tensor"),
+        ([], "an empty batch"),
+        (([torch.zeros(2, 1, 8, 8)], None), r"batch\[0\] = list of 1 items"),
+        ((torch.zeros(2, 1, 8, 8), None), r"batch\[0\] = Tensor"),
+        (([torch.zeros(1), "x"], None), r"batch\[0\] = list of 2 items \(Tensor, str\)"),
+    ],
+)
 def test_batches_not_shaped_like_lightly_datasets(batch, got):
     model = tiny(SimCLR, "hard_contrastive")
     with pytest.raises(ValueError, match=f"Lightly-shaped batch.*; got {got}"):

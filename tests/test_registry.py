@@ -52,8 +52,13 @@ def test_names_are_case_and_dash_insensitive():
 
 
 def test_build_loss_passes_arguments():
-    loss = build_loss("hard_contrastive", temperature=0.2, memory_bank_size=(64, 8),
-                      gather_distributed=True, hard_negatives=7)
+    loss = build_loss(
+        "hard_contrastive",
+        temperature=0.2,
+        memory_bank_size=(64, 8),
+        gather_distributed=True,
+        hard_negatives=7,
+    )
     assert (loss.temperature, loss.hard_negatives, loss.gather_distributed) == (0.2, 7, True)
     assert tuple(loss.memory_bank.size) == (64, 8)
     ntxent = build_loss("ntxent", temperature=0.3)
@@ -153,14 +158,22 @@ def test_entry_point_plugins_are_listed_and_loaded_lazily(monkeypatch):
         ntxent="test_registry:TinyLoss",  # a plugin cannot shadow a built-in name
     )
     assert available_losses() == [
-        "broken", "hard_contrastive", "hard_simple", "ntxent", "plugin_hard", "simple"
+        "broken",
+        "hard_contrastive",
+        "hard_simple",
+        "ntxent",
+        "plugin_hard",
+        "simple",
     ]
     loss = build_loss("plugin_hard", hard_negatives=3)
     assert isinstance(loss, HardContrastiveLoss) and loss.hard_negatives == 3
     assert type(build_loss("ntxent")) is NTXentLoss
     # the broken plugin does not stop the others; asking for it names its entry point
-    with pytest.raises(ValueError, match="'broken = a_package_that_is_not_installed:Loss'.*"
-                       "failed to load: ModuleNotFoundError"):
+    with pytest.raises(
+        ValueError,
+        match="'broken = a_package_that_is_not_installed:Loss'.*"
+        "failed to load: ModuleNotFoundError",
+    ):
         build_loss("broken")
     with pytest.raises(ValueError, match="unknown loss 'nope'; known losses: broken, "):
         build_loss("nope")

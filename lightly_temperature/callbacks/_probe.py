@@ -170,8 +170,10 @@ def split_batch(batch: Any) -> tuple[list[Tensor], Tensor | None]:
         )
     if isinstance(views, Tensor):
         views = [views]
-    if not isinstance(views, (list, tuple)) or not views or not all(
-        isinstance(v, Tensor) for v in views
+    if (
+        not isinstance(views, (list, tuple))
+        or not views
+        or not all(isinstance(v, Tensor) for v in views)
     ):
         raise ValueError(
             "the views of a probe batch must be a tensor or a list of tensors, got "

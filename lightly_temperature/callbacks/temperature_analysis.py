@@ -268,8 +268,10 @@ class TemperatureAnalysis(Callback):
         nan = float("nan")
         values: dict[str, float] = {name: nan for name in self.metric_names}
         z0, z1, labels = probe.z0, probe.z1, probe.labels
-        if z1 is None and not self._warned_one_view and (
-            "alignment" in self.metrics or "similarities" in self.metrics
+        if (
+            z1 is None
+            and not self._warned_one_view
+            and ("alignment" in self.metrics or "similarities" in self.metrics)
         ):
             self._warned_one_view = True
             rank_zero_warn(
@@ -333,13 +335,10 @@ class TemperatureAnalysis(Callback):
             }
             log_histograms(trainer, histograms, current_log_step(trainer))
             if self.save_figures:
-                title = (
-                    f"epoch {row['epoch']}, step {row['step']}: "
-                    + ", ".join(
-                        f"{name} {row[name]:.3f}"
-                        for name in ("uniformity", "tolerance")
-                        if name in row and not math.isnan(row[name])
-                    )
+                title = f"epoch {row['epoch']}, step {row['step']}: " + ", ".join(
+                    f"{name} {row[name]:.3f}"
+                    for name in ("uniformity", "tolerance")
+                    if name in row and not math.isnan(row[name])
                 )
                 path = os.path.join(
                     out_dir, f"similarities_epoch{row['epoch']:04d}_step{row['step']:07d}.png"
