@@ -11,8 +11,8 @@ from lightly_temperature.losses import (
     PAPER_ALPHA,
     HardContrastiveLoss,
     HardSimpleLoss,
+    LossCapabilities,
     PairwiseLoss,
-    SimilarityBatch,
     SimpleLoss,
 )
 from lightly_temperature.metrics import (
@@ -26,7 +26,13 @@ from lightly_temperature.metrics import (
     uniformity_loss,
 )
 from lightly_temperature.models import MoCo, SimCLR
-from lightly_temperature.registry import available_losses, build_loss, register_loss
+from lightly_temperature.registry import (
+    available_losses,
+    build_loss,
+    loss_capabilities,
+    register_loss,
+)
+from lightly_temperature.similarity_batch import SimilarityBatch
 
 __version__ = "0.1.0"
 
@@ -35,6 +41,7 @@ __all__ = [
     "HardContrastiveLoss",
     "HardSimpleLoss",
     "HardnessMonitor",
+    "LossCapabilities",
     "MoCo",
     "PairwiseLoss",
     "SimCLR",
@@ -48,6 +55,7 @@ __all__ = [
     "effective_rank",
     "functional",
     "hardness_statistics",
+    "loss_capabilities",
     "metrics",
     "positive_and_top_negative_similarities",
     "register_loss",

@@ -65,21 +65,6 @@ def check_hard_negatives(hard_negatives: HardNegatives) -> HardNegatives:
     )
 
 
-def resolve_hard_negatives(hard_negatives: HardNegatives, num_negatives: int) -> int:
-    """Number K of negatives kept in the denominator, given ``num_negatives`` available.
-
-    An int is clamped to the negatives available (a small last batch is not an error), a float
-    alpha keeps ``round(alpha * num_negatives)`` (at least one), ``None`` keeps all of them.
-    """
-    if num_negatives < 1:
-        raise ValueError(f"num_negatives must be >= 1, got {num_negatives!r}")
-    if hard_negatives is None:
-        return num_negatives
-    if isinstance(hard_negatives, float):
-        return min(num_negatives, max(1, int(round(hard_negatives * num_negatives))))
-    return min(num_negatives, int(hard_negatives))
-
-
 def check_embeddings(out0: Tensor, out1: Tensor) -> None:
     """``out0`` and ``out1`` must be 2-D tensors of the same shape."""
     if not isinstance(out0, Tensor) or not isinstance(out1, Tensor):

@@ -9,15 +9,14 @@ loss is one line after the model is built::
 
 Carried over from the loss found (explicit ``overrides`` always win):
 
-- ``temperature``, except to losses whose temperature only rescales the loss (``"simple"``,
-  ``"hard_simple"``: their temperature is not the softmax temperature, it multiplies the
-  gradient by 1/tau, so carrying NTXent's 0.5 over would silently double the learning rate;
-  they keep their default 1.0, the paper's formula, unless ``temperature=`` is passed), and
-  from them (their 1.0 is no softmax temperature: the new loss keeps its own default);
+- ``temperature``, when both losses declare a softmax temperature
+  (:class:`~lightly_temperature.losses.LossCapabilities`). A Simple loss's temperature only
+  rescales the loss (it multiplies the gradient by 1/tau): carrying NTXent's 0.5 over would
+  silently double the learning rate, and its 1.0 is no softmax temperature for the loss that
+  replaces it. Such a temperature is not carried: the new loss keeps its own default unless
+  ``temperature=`` is passed;
 - ``memory_bank_size`` as Lightly's ``(entries, dim)`` tuple (``0`` without a bank);
-- ``gather_distributed``;
-- ``store_similarities`` when both losses have it (a monitor attached before the switch
-  keeps working).
+- ``gather_distributed``.
 
 The new loss starts with a fresh memory bank, on the device of the old one: switch before
 training.
@@ -30,10 +29,15 @@ from typing import Any
 from lightly.loss import NTXentLoss
 from torch import nn
 
-from lightly_temperature.losses import PairwiseLoss, SimpleLoss
-from lightly_temperature.registry import build_loss, get_loss_class, loss_parameters
+from lightly_temperature.losses import PairwiseLoss
+from lightly_temperature.registry import (
+    build_loss,
+    get_loss_class,
+    loss_capabilities,
+    loss_parameters,
+)
 
-#: Loss types ``use_loss`` recognises and replaces: Lightly's and this package's.
+#: Loss types ``use_loss`` (and ``HardnessMonitor``) recognise: Lightly's and this package's.
 REPLACEABLE = (NTXentLoss, PairwiseLoss)
 
 
@@ -45,11 +49,12 @@ def _describe(module: nn.Module) -> str:
     return f"looked at the attributes {', '.join(children)} and their {nested} nested submodules"
 
 
-def find_loss(module: nn.Module) -> tuple[nn.Module, list[str]]:
+def find_loss(module: nn.Module, caller: str = "use_loss") -> tuple[nn.Module, list[str]]:
     """The single NTXentLoss (or package loss) ``module`` holds and the paths that hold it.
 
     Searches the module's attributes and submodules at any depth (``criterion``,
     ``model.loss_fn``, ...). The same loss object held under several names counts once.
+    ``caller`` names who is looking, in the error messages.
 
     Raises:
         ValueError: when no such loss, or more than one, is found; the message names the
@@ -57,7 +62,7 @@ def find_loss(module: nn.Module) -> tuple[nn.Module, list[str]]:
     """
     if not isinstance(module, nn.Module):
         raise ValueError(
-            f"use_loss needs a torch.nn.Module (e.g. a LightningModule), got "
+            f"{caller} needs a torch.nn.Module (e.g. a LightningModule), got "
             f"{type(module).__name__}"
         )
     found: dict[int, tuple[nn.Module, list[str]]] = {}
@@ -67,14 +72,16 @@ def find_loss(module: nn.Module) -> tuple[nn.Module, list[str]]:
     losses = list(found.values())
     if not losses:
         raise ValueError(
-            f"use_loss found no NTXentLoss in {type(module).__name__}: {_describe(module)}. "
+            f"{caller} found no NTXentLoss or lightly_temperature loss in "
+            f"{type(module).__name__}: {_describe(module)}. "
             "Assign the loss as a submodule, e.g. self.criterion = NTXentLoss()"
         )
     if len(losses) > 1:
         where = "; ".join(f"{', '.join(paths)} ({type(loss).__name__})" for loss, paths in losses)
         raise ValueError(
-            f"use_loss found {len(losses)} losses in {type(module).__name__}: {where}. "
-            "It replaces exactly one: call it on the submodule that holds the loss to switch"
+            f"{caller} found {len(losses)} losses in {type(module).__name__}: {where}. "
+            "It needs exactly one: call it on the submodule that holds the loss, or pass the "
+            "loss itself"
         )
     return losses[0]
 
@@ -116,10 +123,12 @@ def use_loss(module: nn.Module, name: str, **overrides: Any) -> nn.Module:
     factory = get_loss_class(name)
     accepted = loss_parameters(factory)
     settings = loss_settings(old)
-    to_simple = isinstance(factory, type) and issubclass(factory, SimpleLoss)
-    if isinstance(old, SimpleLoss) or to_simple:
-        # A Simple loss's temperature only rescales it: it is not a softmax temperature, in
-        # either direction (see the module docstring).
+    if not (
+        loss_capabilities(old).softmax_temperature
+        and loss_capabilities(factory).softmax_temperature
+    ):
+        # A temperature that only rescales a loss is no softmax temperature, in either
+        # direction (see the module docstring).
         del settings["temperature"]
     kwargs: dict[str, Any] = {}
     for key, value in settings.items():
@@ -137,8 +146,6 @@ def use_loss(module: nn.Module, name: str, **overrides: Any) -> nn.Module:
             )
     kwargs.update(overrides)
     new = build_loss(name, **kwargs)
-    if hasattr(old, "store_similarities") and hasattr(new, "store_similarities"):
-        new.store_similarities = old.store_similarities
     bank = getattr(getattr(old, "memory_bank", None), "bank", None)
     if bank is not None:
         new.to(bank.device)

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import torch
 
-from lightly_temperature._validation import check_temperature, resolve_hard_negatives
+from lightly_temperature._validation import check_temperature
 from lightly_temperature.functional import (
     contrastive_loss,
     info_nce_from_logits,
     relative_penalties,
+    resolve_hard_negatives,
 )
 
 #: The two anchors of seed 001: the positive is the most similar, then a negative is.

@@ -26,14 +26,27 @@ import torch
 from torch import Tensor
 
 from lightly_temperature._selection import top_k_indices
-from lightly_temperature._validation import (
-    HardNegatives,
-    check_hard_negatives,
-    check_temperature,
-    resolve_hard_negatives,
-)
+from lightly_temperature._validation import HardNegatives, check_hard_negatives, check_temperature
 
 Temperature = Union[float, Tensor]
+
+#: The paper's alpha for CIFAR10/100: K = 4095 hard negatives of 50,000.
+PAPER_ALPHA = 0.0819
+
+
+def resolve_hard_negatives(hard_negatives: HardNegatives, num_negatives: int) -> int:
+    """Number K of negatives kept in the denominator, given ``num_negatives`` available.
+
+    An int is clamped to the negatives available (a small last batch is not an error), a float
+    alpha keeps ``round(alpha * num_negatives)`` (at least one), ``None`` keeps all of them.
+    """
+    if num_negatives < 1:
+        raise ValueError(f"num_negatives must be >= 1, got {num_negatives!r}")
+    if hard_negatives is None:
+        return num_negatives
+    if isinstance(hard_negatives, float):
+        return min(num_negatives, max(1, int(round(hard_negatives * num_negatives))))
+    return min(num_negatives, int(hard_negatives))
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:

@@ -32,7 +32,12 @@ from typing import Any, Callable, TypeVar
 from lightly.loss import NTXentLoss
 from torch import nn
 
-from lightly_temperature.losses import HardContrastiveLoss, HardSimpleLoss, SimpleLoss
+from lightly_temperature.losses import (
+    HardContrastiveLoss,
+    HardSimpleLoss,
+    LossCapabilities,
+    SimpleLoss,
+)
 
 #: Entry-point group through which other packages register losses.
 ENTRY_POINT_GROUP = "lightly_temperature.losses"
@@ -175,6 +180,41 @@ def loss_parameters(factory: LossFactory) -> list[str] | None:
         ):
             names.append(parameter.name)
     return names
+
+
+def loss_capabilities(loss: str | LossFactory | nn.Module) -> LossCapabilities:
+    """What the loss named ``loss`` (or this class, factory or instance) takes and what its
+    temperature means.
+
+    A class's own ``capabilities`` declaration wins (every loss of this package has one).
+    Lightly's ``NTXentLoss`` is a softmax-temperature loss with a memory bank and gathering.
+    Any other factory is read from its signature: a softmax temperature, and the
+    ``hard_negatives`` / ``memory_bank_size`` / ``gather_distributed`` arguments it takes.
+
+    Example:
+        >>> loss_capabilities("hard_simple")
+        LossCapabilities(softmax_temperature=False, hard_negatives=True, memory_bank=True, \
+gather_distributed=True)
+    """
+    factory = get_loss_class(loss) if isinstance(loss, str) else loss
+    declared = getattr(factory, "capabilities", None)
+    if isinstance(declared, LossCapabilities):
+        return declared
+    if isinstance(factory, NTXentLoss) or (
+        isinstance(factory, type) and issubclass(factory, NTXentLoss)
+    ):
+        return LossCapabilities(softmax_temperature=True, hard_negatives=False)
+    if isinstance(factory, nn.Module):
+        factory = type(factory)
+    accepted = loss_parameters(factory)
+    if accepted is None:  # **kwargs: it may take anything
+        return LossCapabilities(hard_negatives=True)
+    return LossCapabilities(
+        softmax_temperature=True,
+        hard_negatives="hard_negatives" in accepted,
+        memory_bank="memory_bank_size" in accepted,
+        gather_distributed="gather_distributed" in accepted,
+    )
 
 
 def build_loss(name: str, **kwargs: Any) -> nn.Module:

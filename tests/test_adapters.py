@@ -187,10 +187,8 @@ def test_switched_loss_computes_what_ntxent_computed_with_all_negatives():
 
 def test_switching_again_and_back_to_ntxent():
     model = use_loss(LightlyMoCo(), "hard_simple")
-    model.criterion.store_similarities = True
     use_loss(model, "hard_contrastive")
     assert isinstance(model.criterion, HardContrastiveLoss)
-    assert model.criterion.store_similarities  # a monitor attached before keeps working
     # HardSimple's temperature only rescaled its loss: it is not carried over as a softmax
     # temperature; the new loss keeps its own default.
     assert model.criterion.temperature == HardContrastiveLoss().temperature == 0.5
@@ -219,7 +217,8 @@ def test_no_loss_names_the_attributes_looked_at():
     del model.criterion
     with pytest.raises(
         ValueError,
-        match="no NTXentLoss in LightlySimCLR: looked at the "
+        match="use_loss found no NTXentLoss or lightly_temperature loss in LightlySimCLR: "
+        "looked at the "
         "attributes backbone, projection_head and their",
     ):
         use_loss(model, "hard_contrastive")

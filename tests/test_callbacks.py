@@ -380,10 +380,9 @@ def test_bad_arguments(kwargs, match):
 def test_hardness_statistics_match_a_reference(hard_negatives):
     torch.manual_seed(0)
     loss_fn = HardContrastiveLoss(temperature=0.3, hard_negatives=hard_negatives)
-    loss_fn.store_similarities = True
     out0, out1 = torch.randn(8, 6), torch.randn(8, 6)
     loss = loss_fn(out0, out1)
-    stats = hardness_statistics(loss_fn.last_similarities, hard_negatives=hard_negatives, k=10)
+    stats = hardness_statistics(loss_fn.similarities(out0, out1), hard_negatives, k=10)
     z = F.normalize(torch.cat([out0, out1]), dim=1)
     sims = z @ z.T
     n, i = 8, torch.arange(8)
@@ -431,35 +430,35 @@ def test_hardness_monitor_computes_only_on_logging_steps(tmp_path, monkeypatch):
         tmp_path, 1, [monitor], logger, limit_train_batches=7, log_every_n_steps=1
     )
     model = TinySimCLR()
-    stored = []  # whether the loss kept its similarities, step by step
+    hooked = []  # whether the monitor watches the loss's calls, step by step
 
     class Probe(pl.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            stored.append(model.criterion.last_similarities is not None)
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            hooked.append(len(model.criterion._forward_pre_hooks))
 
-    trainer.callbacks.append(Probe())
+    trainer.callbacks.append(Probe())  # runs after the monitor's hook of the same step
     trainer.fit(model, train_loader(512, 64))
     assert [row["step"] for row in monitor.history] == [2, 5]
     assert len(calls) == 2
-    # Similarities are kept only on the logged steps: the others pay nothing.
-    assert stored == [False, False, True, False, False, True, False]
+    # The loss is watched only on the logged steps: the others pay nothing.
+    assert hooked == [0, 0, 1, 0, 0, 1, 0]
     rows = [
         r
         for r in read_csv(tmp_path / "csv" / "version_0" / "metrics.csv")
         if r.get("hardness/temperature")
     ]
     assert [int(r["step"]) for r in rows] == [2, 5]
-    assert not model.criterion.store_similarities  # restored at teardown
+    assert not model.criterion._forward_pre_hooks  # nothing left on the loss
 
 
-def test_hardness_monitor_needs_a_pairwise_loss(tmp_path):
+def test_hardness_monitor_needs_a_contrastive_loss(tmp_path):
     class NoLoss(TinySimCLR):
         def __init__(self):
             super().__init__()
             del self.criterion
 
     trainer = make_trainer(tmp_path, 1, [HardnessMonitor()], limit_train_batches=1)
-    with pytest.raises(ValueError, match="found no lightly_temperature loss"):
+    with pytest.raises(ValueError, match="HardnessMonitor found no NTXentLoss or lightly_temp"):
         trainer.fit(NoLoss(), train_loader(128, 64))
     with pytest.raises(ValueError, match="log_every_n_steps"):
         HardnessMonitor(log_every_n_steps=0)

@@ -57,11 +57,10 @@ def test_hard_loss_module_gradient_zero_for_embeddings_outside_top_k():
     # entries outside the top-1 do not influence the loss (their similarities get no gradient).
     torch.manual_seed(0)
     loss_fn = HardContrastiveLoss(temperature=0.5, memory_bank_size=(6, 4), hard_negatives=1)
-    loss_fn.store_similarities = True
     out0 = torch.randn(3, 4, requires_grad=True)
     out1 = torch.randn(3, 4)
+    sims = loss_fn.similarities(out0, out1)  # read before the loss updates its bank
     loss = loss_fn(out0, out1)
-    sims = loss_fn.last_similarities
     assert sims is not None and sims.negatives.shape == (3, 6) and sims.num_negatives == 6
     expected = contrastive_loss(sims.positive, sims.negatives, 0.5, hard_negatives=1)
     torch.testing.assert_close(loss.detach(), expected)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lightly_temperature import PAPER_ALPHA, HardContrastiveLoss
-from lightly_temperature._validation import resolve_hard_negatives
+from lightly_temperature.functional import resolve_hard_negatives
 from tests._reference import naive_hard_contrastive
 
 
@@ -69,19 +69,29 @@ def test_temperature_can_change_between_steps():
     assert not math.isclose(first.item(), second.item())
 
 
-def test_store_similarities_keeps_detached_float32_batch():
+def test_similarities_are_a_read_only_detached_float32_view_of_the_layout():
     torch.manual_seed(0)
     loss_fn = HardContrastiveLoss(hard_negatives=None)
-    assert loss_fn.last_similarities is None
-    loss_fn(torch.randn(4, 3), torch.randn(4, 3))
-    assert loss_fn.last_similarities is None  # off by default: nothing kept
-    loss_fn.store_similarities = True
-    loss_fn(torch.randn(4, 3, requires_grad=True), torch.randn(4, 3))
-    sims = loss_fn.last_similarities
+    out0 = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    out1 = torch.randn(4, 3, dtype=torch.float64)
+    sims = loss_fn.similarities(out0, out1)
     assert sims.positive.shape == (8,) and sims.negatives.shape == (8, 8)
     assert sims.num_negatives == 6 and not sims.negatives.requires_grad
     assert sims.negatives.dtype == torch.float32
     assert torch.isinf(sims.negatives).sum(1).eq(2).all()  # self and positive excluded
+    z = torch.nn.functional.normalize(torch.cat([out0, out1]).detach(), dim=1)
+    expected = (z @ z.T).float()
+    finite = torch.isfinite(sims.negatives)
+    torch.testing.assert_close(sims.negatives[finite], expected[finite])
+    torch.testing.assert_close(sims.positive, expected.diagonal(4).repeat(2))
+    # MoCo mode: the bank is read, never written.
+    moco = HardContrastiveLoss(memory_bank_size=(5, 3), hard_negatives=None)
+    bank = moco.memory_bank.bank.clone()
+    sims = moco.similarities(out0, out1)
+    assert torch.equal(moco.memory_bank.bank, bank) and sims.negatives.shape == (4, 5)
+    torch.testing.assert_close(
+        sims.negatives, (torch.nn.functional.normalize(out0.detach(), dim=1).float() @ bank.T)
+    )
 
 
 def test_learnable_temperature_is_a_parameter_and_can_be_replaced():

@@ -1,14 +1,35 @@
-"""The loss family of Wang & Liu (CVPR 2021), drop-ins for ``lightly.loss.NTXentLoss``."""
+"""The loss family of Wang & Liu (CVPR 2021), drop-ins for ``lightly.loss.NTXentLoss``.
 
-from lightly_temperature.losses._base import PairwiseLoss, SimilarityBatch
-from lightly_temperature.losses.hard_contrastive_loss import PAPER_ALPHA, HardContrastiveLoss
-from lightly_temperature.losses.simple_loss import HardSimpleLoss, SimpleLoss
+Each loss is a :class:`PairwiseLoss` composed of a layout (SimCLR, MoCo, DDP), a selection of
+negatives (all or top-K), a reduction (log-sum-exp or linear) and a temperature; each class
+declares its :class:`LossCapabilities`.
+"""
+
+from lightly_temperature.functional import PAPER_ALPHA
+from lightly_temperature.losses.capabilities import LossCapabilities
+from lightly_temperature.losses.hard_contrastive_loss import HardContrastiveLoss
+from lightly_temperature.losses.hard_simple_loss import HardSimpleLoss
+from lightly_temperature.losses.layout import PairLayout, observe_similarities
+from lightly_temperature.losses.pairwise_loss import PairwiseLoss
+from lightly_temperature.losses.reduction import LinearReduction, LogSumExpReduction, Reduction
+from lightly_temperature.losses.selection import AllNegatives, NegativeSelection, TopKNegatives
+from lightly_temperature.losses.simple_loss import SimpleLoss
+from lightly_temperature.similarity_batch import SimilarityBatch
 
 __all__ = [
     "PAPER_ALPHA",
+    "AllNegatives",
     "HardContrastiveLoss",
     "HardSimpleLoss",
+    "LinearReduction",
+    "LogSumExpReduction",
+    "LossCapabilities",
+    "NegativeSelection",
+    "PairLayout",
     "PairwiseLoss",
+    "Reduction",
     "SimilarityBatch",
     "SimpleLoss",
+    "TopKNegatives",
+    "observe_similarities",
 ]

@@ -1,13 +1,12 @@
-"""Cheap per-step hardness statistics from a loss's own similarities (no extra forward).
+"""Per-step hardness statistics of the similarities one loss call compares.
 
 Example:
     >>> import torch
     >>> from lightly_temperature import HardContrastiveLoss
     >>> from lightly_temperature.metrics import hardness_statistics
     >>> loss_fn = HardContrastiveLoss(temperature=0.5, hard_negatives=None)
-    >>> loss_fn.store_similarities = True
-    >>> loss = loss_fn(torch.randn(8, 16), torch.randn(8, 16))
-    >>> stats = hardness_statistics(loss_fn.last_similarities, k=10)
+    >>> batch = loss_fn.similarities(torch.randn(8, 16), torch.randn(8, 16))
+    >>> stats = hardness_statistics(batch, k=10)
     >>> sorted(stats)  # doctest: +NORMALIZE_WHITESPACE
     ['penalty_entropy', 'positive_probability', 'positive_similarity', 'temperature',
      'top10_negative_similarity']
@@ -19,14 +18,13 @@ import torch
 from torch import Tensor
 
 from lightly_temperature._selection import top_k_values
-from lightly_temperature._validation import (
-    HardNegatives,
-    check_hard_negatives,
-    check_int,
+from lightly_temperature._validation import HardNegatives, check_hard_negatives, check_int
+from lightly_temperature.functional import (
+    info_nce_from_logits,
     resolve_hard_negatives,
+    top_k_negatives,
 )
-from lightly_temperature.functional import info_nce_from_logits, top_k_negatives
-from lightly_temperature.losses import SimilarityBatch
+from lightly_temperature.similarity_batch import SimilarityBatch
 
 
 def hardness_statistics(

@@ -4,7 +4,8 @@ The losses reduce each row of the similarity (logit) matrix ``L = q @ candidates
 number: a log-sum-exp over all columns (InfoNCE), or a log-sum-exp or a sum over the top-K
 columns (hard losses). Written with ordinary tensor operations, autograd keeps several
 ``(A, C)`` blocks alive (the product, the masked copy, the scaled copy, the softmax) and builds
-as many again in backward. This node keeps one:
+as many again in backward. This node keeps one, and it is the only implementation of the
+losses' forward and backward (every loss class and every mode goes through it):
 
 - forward: one matrix product, the excluded columns set to ``-inf`` in place, then either a
   fused softmax (all columns; the log-sum-exp is read off the softmax at the row maximum, which
@@ -38,7 +39,7 @@ class _ReduceSimilarities(torch.autograd.Function):
         excluded: Tensor | None,
         k: int | None,
         kind: str,
-    ) -> tuple[Tensor, Tensor]:
+    ) -> Tensor:
         logits = query @ candidates.T
         if excluded is not None:
             logits.scatter_(1, excluded, float("-inf"))
@@ -62,16 +63,12 @@ class _ReduceSimilarities(torch.autograd.Function):
         ctx.kind = kind
         ctx.shape = logits.shape
         ctx.save_for_backward(query, candidates, weights, index)
-        ctx.mark_non_differentiable(logits)
-        ctx.set_materialize_grads(False)  # no (A, C) block of zeros for the logits' gradient
-        return out, logits
+        return out
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_out: Tensor, _grad_logits: Tensor | None):  # type: ignore[override]
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
         query, candidates, weights, index = ctx.saved_tensors
-        if grad_out is None:
-            return None, None, None, None, None
         grad_row = grad_out.unsqueeze(1)
         if index is None:
             grad_logits = weights * grad_row
@@ -91,8 +88,8 @@ def reduce_similarities(
     excluded: Tensor | None = None,
     k: int | None = None,
     kind: str = LOGSUMEXP,
-) -> tuple[Tensor, Tensor]:
-    """Per-row reduction of ``L = query @ candidates.T`` and the (detached) matrix ``L`` itself.
+) -> Tensor:
+    """Per-row reduction of ``L = query @ candidates.T`` over the columns that are not excluded.
 
     Args:
         query: ``(A, d)`` rows (already scaled by 1/tau for a log-sum-exp).
@@ -103,14 +100,12 @@ def reduce_similarities(
         kind: ``"logsumexp"`` or ``"sum"``.
 
     Returns:
-        ``(A,)`` reductions, and ``L`` with ``-inf`` in the excluded columns. ``L`` is not saved
-        for backward: the caller may modify it in place (e.g. to keep the similarities).
+        ``(A,)`` reductions.
 
     Example:
         >>> q, c = torch.randn(4, 8), torch.randn(6, 8)
-        >>> lse, logits = reduce_similarities(q, c)
+        >>> lse = reduce_similarities(q, c)
         >>> torch.allclose(lse, torch.logsumexp(q @ c.T, dim=1))
         True
     """
-    out, logits = _ReduceSimilarities.apply(query, candidates, excluded, k, kind)
-    return out, logits
+    return _ReduceSimilarities.apply(query, candidates, excluded, k, kind)

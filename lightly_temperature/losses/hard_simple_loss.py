@@ -1,0 +1,56 @@
+"""HardSimple loss (Wang & Liu, CVPR 2021): the Simple loss over the top-K negatives."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from lightly_temperature._validation import HardNegatives
+from lightly_temperature.functional import PAPER_ALPHA
+from lightly_temperature.losses.capabilities import LossCapabilities
+from lightly_temperature.losses.pairwise_loss import PairwiseLoss
+from lightly_temperature.losses.reduction import LinearReduction
+
+
+class HardSimpleLoss(PairwiseLoss):
+    """HardSimple loss ``L_i = (-s_ii + (1/K) * sum_{k in top-K(i)} s_ik) / tau``.
+
+    The Simple loss over the K most similar negatives only: explicit hardness-awareness without
+    exponentials, on par with the contrastive losses in the paper (Table 1).
+    ``hard_negatives`` as in :class:`HardContrastiveLoss` (default: the paper's alpha = 0.0819);
+    ``temperature`` only rescales the loss. Parts:
+    :class:`~lightly_temperature.losses.reduction.LinearReduction` over
+    :class:`~lightly_temperature.losses.selection.TopKNegatives`.
+
+    - Understanding the Behaviour of Contrastive Loss, Wang & Liu, CVPR 2021,
+      https://arxiv.org/abs/2012.09740
+
+    Examples:
+        >>> loss_fn = HardSimpleLoss(memory_bank_size=(65536, 128), hard_negatives=4095)
+        >>> loss = loss_fn(query, key)
+    """
+
+    capabilities: ClassVar[LossCapabilities] = LossCapabilities(
+        softmax_temperature=False, hard_negatives=True
+    )
+
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        memory_bank_size: int | Sequence[int] = 0,
+        gather_distributed: bool = False,
+        hard_negatives: HardNegatives = PAPER_ALPHA,
+        negative_weight: float | None = None,
+    ) -> None:
+        super().__init__(
+            LinearReduction(negative_weight),
+            hard_negatives,
+            temperature,
+            memory_bank_size,
+            gather_distributed,
+        )
+
+    @property
+    def negative_weight(self) -> float | None:
+        """lambda; ``None`` means 1 / K."""
+        return self.reduction.negative_weight

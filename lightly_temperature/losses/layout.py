@@ -1,0 +1,164 @@
+"""The layout part of a loss: who is compared with whom, exactly as Lightly's ``NTXentLoss``.
+
+- SimCLR (in-batch negatives): the 2N rows of ``cat(out0, out1)`` are anchors; the candidates
+  are both views of all M = N * world_size samples (gathered from every rank with
+  ``gather_distributed``); each anchor has 2M - 2 negatives (itself and its positive excluded).
+- MoCo (memory bank): only the rows of ``out0`` are anchors, their positive is the same row of
+  ``out1`` and their negatives are the entries of the memory bank.
+
+:func:`observe_similarities` gives the similarities a loss compares for given inputs without
+touching the loss (no memory bank update): what a monitor reads.
+
+Example:
+    >>> out0, out1 = torch.randn(4, 8), torch.randn(4, 8)
+    >>> layout = in_batch_layout(*normalized(out0, out1), gather_distributed=False)
+    >>> layout.num_negatives, layout.anchors.shape, layout.candidates.shape
+    (6, torch.Size([8, 8]), torch.Size([8, 8]))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from lightly.models.modules.memory_bank import MemoryBankModule
+from lightly.models.utils import concat_all_gather
+from lightly.utils import dist
+from torch import Tensor, nn
+
+from lightly_temperature.similarity_batch import SimilarityBatch
+
+
+@dataclass(frozen=True)
+class PairLayout:
+    """Anchors and candidates of one loss call (normalised embeddings, not yet multiplied).
+
+    Attributes:
+        anchors: ``(A, d)`` anchor rows.
+        candidates: ``(C, d)`` rows compared with every anchor (both views of the batch, or the
+            memory bank).
+        positive: ``(A,)`` cosine similarity of each anchor to its positive.
+        self_col / pos_col: ``(A,)`` candidate column of the anchor itself and of its positive
+            (SimCLR mode); ``None`` in MoCo mode, where every candidate is a negative.
+        num_negatives: real negatives per anchor.
+    """
+
+    anchors: Tensor
+    candidates: Tensor
+    positive: Tensor
+    self_col: Tensor | None
+    pos_col: Tensor | None
+    num_negatives: int
+
+    def excluded(self, positive_too: bool) -> Tensor | None:
+        """``(A, e)`` candidate columns that are not negatives: the anchor itself, and its
+        positive when ``positive_too``; ``None`` in MoCo mode."""
+        if self.self_col is None or self.pos_col is None:
+            return None
+        columns = [self.self_col, self.pos_col] if positive_too else [self.self_col]
+        return torch.stack(columns, dim=1)
+
+    def similarities(self, temperature: float | Tensor) -> SimilarityBatch:
+        """The ``(A, C)`` similarities, ``-inf`` where a candidate is not a negative."""
+        negatives = self.anchors @ self.candidates.T
+        excluded = self.excluded(positive_too=True)
+        if excluded is not None:
+            negatives.scatter_(1, excluded, float("-inf"))
+        return SimilarityBatch(self.positive, negatives, self.num_negatives, temperature)
+
+
+def normalized(out0: Tensor, out1: Tensor) -> tuple[Tensor, Tensor]:
+    """Both views L2-normalised, as NTXentLoss does before comparing them."""
+    return nn.functional.normalize(out0, dim=1), nn.functional.normalize(out1, dim=1)
+
+
+def in_batch_layout(out0: Tensor, out1: Tensor, gather_distributed: bool) -> PairLayout:
+    """SimCLR's layout of normalised ``out0``, ``out1`` (see the module docstring)."""
+    n = out0.shape[0]
+    anchors = torch.cat([out0, out1], 0)
+    if gather_distributed and dist.world_size() > 1:
+        rank = dist.rank()
+        candidates = torch.cat(
+            [torch.cat(dist.gather(out0), 0), torch.cat(dist.gather(out1), 0)], 0
+        )
+    else:
+        rank = 0
+        candidates = anchors
+    m = candidates.shape[0] // 2  # samples over all ranks
+    # Column of each anchor itself and of its positive, built on the anchors' device.
+    rows = torch.arange(2 * n, device=out0.device)
+    local = rows % n + rank * n
+    self_col = torch.where(rows < n, local, local + m)
+    pos_col = torch.where(rows < n, local + m, local)
+    # s(out0_i, out1_i) is the positive of both anchors (elementwise products commute).
+    positive = (out0 * out1).sum(dim=1).repeat(2)
+    return PairLayout(anchors, candidates, positive, self_col, pos_col, 2 * m - 2)
+
+
+def memory_bank_layout(out0: Tensor, out1: Tensor, bank: Tensor) -> PairLayout:
+    """MoCo's layout of normalised ``out0``, ``out1`` against ``bank`` ``(entries, dim)``."""
+    if bank.shape[1] != out0.shape[1]:
+        raise ValueError(
+            f"memory_bank_size={tuple(bank.shape)} stores {bank.shape[1]}-d entries but the "
+            f"embeddings are {out0.shape[1]}-d: use memory_bank_size="
+            f"({bank.shape[0]}, {out0.shape[1]})"
+        )
+    positive = (out0 * out1).sum(dim=1)
+    return PairLayout(out0, bank, positive, None, None, bank.shape[0])
+
+
+def uses_memory_bank(loss: nn.Module) -> bool:
+    """Whether ``loss`` (NTXentLoss or a loss of this package) draws negatives from a bank."""
+    bank = getattr(loss, "memory_bank", None)
+    return bank is not None and bank.size[0] > 0
+
+
+@torch.no_grad()
+def observe_similarities(loss: nn.Module, out0: Tensor, out1: Tensor) -> SimilarityBatch:
+    """The similarities ``loss`` compares for ``(out0, out1)``, read without changing it.
+
+    Works for Lightly's ``NTXentLoss`` and this package's losses (both have ``temperature``,
+    ``memory_bank`` and ``gather_distributed``). The memory bank is read as it is before the
+    loss's update, and never written. With ``gather_distributed`` under DDP this gathers
+    from every rank (a collective: every rank must call it). float32, detached.
+    """
+    out0, out1 = normalized(out0.detach().float(), out1.detach().float())
+    if uses_memory_bank(loss):
+        bank = loss.memory_bank.bank.detach().to(device=out0.device, dtype=out0.dtype)
+        layout = memory_bank_layout(out0, out1, bank)
+    else:
+        layout = in_batch_layout(out0, out1, bool(getattr(loss, "gather_distributed", False)))
+    temperature = loss.temperature
+    if isinstance(temperature, Tensor):
+        temperature = temperature.detach()
+    return layout.similarities(temperature)
+
+
+class HostPointerMemoryBank(MemoryBankModule):
+    """Lightly's ``MemoryBankModule`` with its write pointer kept on the host.
+
+    Lightly reads the pointer back from its device buffer (``int(self.bank_ptr)``) on every
+    update: a host-device synchronisation per training step on a GPU. Here the pointer is a
+    Python int; the buffer is still written (asynchronously) so that it reads the same as
+    Lightly's. Same update rule, same ``(output, bank)`` contract.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._host_ptr = 0
+
+    @torch.no_grad()
+    def _dequeue_and_enqueue(self, batch: Tensor) -> None:
+        if self.gather_distributed and dist.world_size() > 1:
+            batch = concat_all_gather(batch.contiguous())
+        entries = self.size[0]
+        ptr = self._host_ptr
+        if ptr + batch.shape[0] >= entries:
+            self.bank[ptr:] = batch[: entries - ptr].detach()
+            ptr = 0
+        else:
+            self.bank[ptr : ptr + batch.shape[0]] = batch.detach()
+            ptr += batch.shape[0]
+        self._host_ptr = ptr
+        self.bank_ptr.fill_(ptr)
