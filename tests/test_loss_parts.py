@@ -1,0 +1,98 @@
+"""A loss is its parts (layout, selection, reduction, temperature); its class declares them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightly.loss import NTXentLoss
+from torch import nn
+
+from lightly_temperature import (
+    HardContrastiveLoss,
+    HardSimpleLoss,
+    LossCapabilities,
+    SimpleLoss,
+    available_losses,
+    loss_capabilities,
+)
+from lightly_temperature.losses import (
+    AllNegatives,
+    LinearReduction,
+    LogSumExpReduction,
+    PairwiseLoss,
+    TopKNegatives,
+)
+
+
+def test_selection_resolves_k_or_alpha_against_the_negatives_available():
+    assert TopKNegatives(0.0819).num_selected(50_000) == 4095  # the paper's CIFAR setting
+    assert TopKNegatives(5).num_selected(100) == 5
+    assert TopKNegatives(500).num_selected(100) is None  # clamped: every negative, no selection
+    assert TopKNegatives(1.0).num_selected(100) is None
+    assert TopKNegatives(1e-6).num_selected(100) == 1  # at least one
+    assert AllNegatives().num_selected(100) is None
+    for bad in (0, -3, 1.5, 0.0, float("nan"), True, "5"):
+        with pytest.raises(ValueError, match="hard_negatives"):
+            TopKNegatives(bad)
+
+
+def test_hard_negatives_attribute_is_the_selection():
+    loss_fn = HardContrastiveLoss(hard_negatives=7)
+    assert isinstance(loss_fn.selection, TopKNegatives) and loss_fn.hard_negatives == 7
+    loss_fn.hard_negatives = None
+    assert isinstance(loss_fn.selection, AllNegatives) and loss_fn.hard_negatives is None
+    with pytest.raises(ValueError, match="hard_negatives.*-1"):
+        loss_fn.hard_negatives = -1
+
+
+@pytest.mark.parametrize("bank", [0, (30, 8)])
+def test_named_losses_are_configurations_of_the_parts(bank):
+    torch.manual_seed(0)
+    out0, out1 = torch.randn(6, 8), torch.randn(6, 8)
+    pairs = [
+        (HardContrastiveLoss(0.3, bank, hard_negatives=4), LogSumExpReduction(), 4, 0.3),
+        (SimpleLoss(2.0, bank), LinearReduction(), None, 2.0),
+        (HardSimpleLoss(1.0, bank, hard_negatives=4), LinearReduction(), 4, 1.0),
+    ]
+    for named, reduction, k, tau in pairs:
+        composed = PairwiseLoss(reduction, k, tau, memory_bank_size=bank)
+        if bank:
+            composed.memory_bank.bank.copy_(named.memory_bank.bank)
+        assert torch.equal(named(out0, out1), composed(out0, out1))
+
+
+def test_each_class_declares_what_its_temperature_means():
+    """softmax_temperature=False means: tau only rescales the loss. Checked on the maths."""
+    torch.manual_seed(0)
+    out0, out1 = torch.randn(6, 8), torch.randn(6, 8)
+    for cls in (HardContrastiveLoss, SimpleLoss, HardSimpleLoss):
+        at_1 = cls(temperature=1.0)(out0, out1)
+        at_4 = cls(temperature=4.0)(out0, out1)
+        only_rescales = torch.allclose(at_4 * 4.0, at_1, rtol=1e-5)
+        assert cls.capabilities.softmax_temperature == (not only_rescales), cls.__name__
+        reduction = cls().reduction
+        assert isinstance(reduction, LogSumExpReduction) == cls.capabilities.softmax_temperature
+        assert cls.capabilities.hard_negatives == (
+            "hard_negatives" in cls.__init__.__code__.co_varnames
+        )
+
+
+def test_capabilities_of_every_registered_loss_and_of_plugins():
+    assert loss_capabilities("ntxent") == LossCapabilities(True, False, True, True)
+    assert loss_capabilities(NTXentLoss()) == loss_capabilities("ntxent")
+    assert loss_capabilities("hard_contrastive") == LossCapabilities(True, True, True, True)
+    assert loss_capabilities("simple") == LossCapabilities(False, False, True, True)
+    assert loss_capabilities("hard_simple") == LossCapabilities(False, True, True, True)
+    assert loss_capabilities(SimpleLoss()) == loss_capabilities("simple")
+    assert set(available_losses()) >= {"ntxent", "hard_contrastive", "simple", "hard_simple"}
+
+    class Plugin(nn.Module):  # a plugin without a declaration: read from its signature
+        def __init__(self, temperature: float = 0.1, hard_negatives: int = 3) -> None:
+            super().__init__()
+
+    assert loss_capabilities(Plugin) == LossCapabilities(True, True, False, False)
+
+    class Declared(Plugin):
+        capabilities = LossCapabilities(softmax_temperature=False, hard_negatives=False)
+
+    assert loss_capabilities(Declared).softmax_temperature is False
