@@ -8,11 +8,10 @@ from typing import ClassVar
 from lightly_temperature._validation import HardNegatives
 from lightly_temperature.functional import PAPER_ALPHA
 from lightly_temperature.losses.capabilities import LossCapabilities
-from lightly_temperature.losses.pairwise_loss import PairwiseLoss
-from lightly_temperature.losses.reduction import LinearReduction
+from lightly_temperature.losses.simple_loss import SimpleLoss
 
 
-class HardSimpleLoss(PairwiseLoss):
+class HardSimpleLoss(SimpleLoss):
     """HardSimple loss ``L_i = (-s_ii + (1/K) * sum_{k in top-K(i)} s_ik) / tau``.
 
     The Simple loss over the K most similar negatives only: explicit hardness-awareness without
@@ -42,15 +41,5 @@ class HardSimpleLoss(PairwiseLoss):
         hard_negatives: HardNegatives = PAPER_ALPHA,
         negative_weight: float | None = None,
     ) -> None:
-        super().__init__(
-            LinearReduction(negative_weight),
-            hard_negatives,
-            temperature,
-            memory_bank_size,
-            gather_distributed,
-        )
-
-    @property
-    def negative_weight(self) -> float | None:
-        """lambda; ``None`` means 1 / K."""
-        return self.reduction.negative_weight
+        super().__init__(temperature, memory_bank_size, gather_distributed, negative_weight)
+        self.hard_negatives = hard_negatives
