@@ -25,8 +25,8 @@ from typing import Union
 import torch
 from torch import Tensor
 
-from lightly_temperature._selection import top_k_indices
 from lightly_temperature._validation import HardNegatives, check_hard_negatives, check_temperature
+from lightly_temperature.kernels import LOGSUMEXP, SUM, reduce_logits, top_k_indices
 
 Temperature = Union[float, Tensor]
 
@@ -89,14 +89,14 @@ def info_nce_from_logits(
     """Per-anchor InfoNCE loss from logits (similarities already divided by tau).
 
     ``-log( exp(p) / (exp(p) + sum_{k in top-K} exp(n_k)) )``, the positive always in the
-    denominator. Computed as ``logaddexp(p, logsumexp(n)) - p`` so that no logits are copied.
+    denominator: ``logaddexp(p, lse(n)) - p``, the log-sum-exp by the losses' own row
+    reduction (:func:`lightly_temperature.kernels.reduce_logits`).
     """
     available = negative_logits.shape[1] if num_negatives is None else num_negatives
     k = resolve_hard_negatives(hard_negatives, available)
-    if hard_negatives is not None and k < available:
-        negative_logits = negative_logits.gather(1, top_k_indices(negative_logits, k))
-    denominator = torch.logaddexp(positive_logits, torch.logsumexp(negative_logits, dim=1))
-    return denominator - positive_logits
+    selected = k if hard_negatives is not None and k < available else None
+    lse = reduce_logits(negative_logits, selected, LOGSUMEXP)
+    return torch.logaddexp(positive_logits, lse) - positive_logits
 
 
 def contrastive_loss(
@@ -181,14 +181,14 @@ def simple_from_similarities(
     available = negatives.shape[1] if num_negatives is None else num_negatives
     k = resolve_hard_negatives(hard_negatives, available)
     if k < available:
-        selected = negatives.gather(1, top_k_indices(negatives, k))
+        total = reduce_logits(negatives, k, SUM)
     elif available < negatives.shape[1]:
         # -inf marks non-negatives: they add nothing to the sum (and get no gradient).
-        selected = negatives.masked_fill(negatives == float("-inf"), 0.0)
+        total = negatives.masked_fill(negatives == float("-inf"), 0.0).sum(dim=1)
     else:
-        selected = negatives
+        total = negatives.sum(dim=1)
     weight = 1.0 / k if negative_weight is None else negative_weight
-    return -positive + weight * selected.sum(dim=1)
+    return -positive + weight * total
 
 
 def relative_penalties(

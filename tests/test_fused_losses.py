@@ -7,22 +7,22 @@ import torch
 from lightly.loss import NTXentLoss
 from lightly.utils import dist
 
-from lightly_temperature import HardContrastiveLoss, HardSimpleLoss, SimpleLoss, _selection
-from lightly_temperature.losses.fused_reduction import LOGSUMEXP, SUM, reduce_similarities
+from lightly_temperature import HardContrastiveLoss, HardSimpleLoss, SimpleLoss, kernels
+from lightly_temperature.kernels import LOGSUMEXP, SUM, reduce_logits, reduce_similarities
 
 
 @pytest.mark.parametrize("shape, k", [((7, 50), 1), ((7, 50), 13), ((40, 300), 24), ((3, 9), 8)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_top_k_indices_select_the_same_set_as_topk(monkeypatch, shape, k, dtype, threads):
-    monkeypatch.setattr(_selection, "_SELECTION_CHUNK_ELEMENTS", 100)  # several chunks
+    monkeypatch.setattr(kernels, "_SELECTION_CHUNK_ELEMENTS", 100)  # several chunks
     torch.manual_seed(k)
     values = torch.randn(*shape, dtype=dtype)
     values[:, 0] = float("-inf")  # excluded entries are never selected while k < finite
     before = torch.get_num_threads()
     torch.set_num_threads(threads)  # 2: chunks are selected in a thread pool
     try:
-        index = _selection.top_k_indices(values, k)
+        index = kernels.top_k_indices(values, k)
     finally:
         torch.set_num_threads(before)
     assert index.shape == (shape[0], k) and index.dtype == torch.int64
@@ -58,6 +58,26 @@ def test_reduce_similarities_value_and_gradients_equal_autograd(k, kind, with_ex
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(gq, rq, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(gc, rc, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "k, kind", [(None, LOGSUMEXP), (1, LOGSUMEXP), (5, LOGSUMEXP), (1, SUM), (5, SUM)]
+)
+def test_reduce_logits_value_and_gradient_equal_autograd(k, kind):
+    """The functional core's row reduction is the losses' one, on given logits."""
+    torch.manual_seed(1)
+    logits = torch.randn(6, 12, dtype=torch.float64)
+    logits[:, 3] = float("-inf")  # not a negative: weight and gradient 0
+    logits.requires_grad_(True)
+    weights = torch.rand(6, dtype=torch.float64)
+    out = reduce_logits(logits, k, kind)
+    (grad,) = torch.autograd.grad((out * weights).sum(), [logits])
+    ref = logits if k is None else logits.topk(k, dim=1).values
+    ref = torch.logsumexp(ref, 1) if kind == LOGSUMEXP else ref.sum(1)
+    (expected,) = torch.autograd.grad((ref * weights).sum(), [logits])
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
+    assert (grad[:, 3] == 0).all()
 
 
 def test_hard_loss_gives_exact_zero_gradient_to_bank_rows_outside_top_k():

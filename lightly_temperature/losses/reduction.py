@@ -1,6 +1,6 @@
 """The reduction part of a loss: from an anchor's positive and selected negatives to its loss.
 
-Both reductions run on :func:`~lightly_temperature.losses.fused_reduction.reduce_similarities`,
+Both reductions run on :func:`~lightly_temperature.kernels.reduce_similarities`,
 the one autograd node that multiplies anchors and candidates and reduces each row, so that no
 ``(A, C)`` logit matrix is kept for backward beyond the softmax weights (or the top-K ones).
 
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from lightly_temperature._validation import check_temperature
-from lightly_temperature.losses.fused_reduction import LOGSUMEXP, SUM, reduce_similarities
+from lightly_temperature.kernels import LOGSUMEXP, SUM, reduce_similarities
 from lightly_temperature.losses.layout import PairLayout
 
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lightly_temperature._selection import top_k_values
 from lightly_temperature._validation import HardNegatives, check_hard_negatives, check_int
 from lightly_temperature.functional import (
     info_nce_from_logits,
     resolve_hard_negatives,
     top_k_negatives,
 )
+from lightly_temperature.kernels import top_k_values
 from lightly_temperature.similarity_batch import SimilarityBatch
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from lightly_temperature._selection import top_k_indices, top_k_values
+from lightly_temperature.kernels import top_k_indices, top_k_values
 from lightly_temperature.metrics._common import (
     DEFAULT_CHUNK_SIZE,
     check_chunk_size,
@@ -114,7 +114,7 @@ def _top_k_values(sims: Tensor, k: int, sorted: bool = False) -> Tensor:
     at most k groups do (with ties, the k chosen groups still hold the same values). So the
     selection runs on the group maxima and on the k * g entries of the chosen groups (plus the
     < g columns left over), never on the full row; on the CPU it is NumPy's partition (see
-    :mod:`lightly_temperature._selection`). Exact, the same values as ``topk``.
+    :mod:`lightly_temperature.kernels`). Exact, the same values as ``topk``.
     """
     rows, width = sims.shape
     group = max(4, math.isqrt(width // k))
