@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--hard-negatives",
         default=None,
         metavar="K",
-        help="K hardest negatives of the hard losses: an int, or a fraction alpha such as 0.0819",
+        help="K hardest negatives of the hard losses: an int, a fraction alpha of the "
+        f"negatives, or none for all (default: {_STUDY_DEFAULTS.hard_negatives})",
     )
     study.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED")
     study.add_argument("--epochs", type=int, default=None)

@@ -58,17 +58,22 @@ def test_tiny_study_writes_results_report_and_plots(tiny_study, capsys):
         assert row["method"] == "simclr" and row["seed"] == "0" and row["epochs"] == "2"
         values = {c: float(row[c]) for c in EXPECTED_COLUMNS[6:]}
         assert all(math.isfinite(v) for v in values.values()), row
-        # Features that carry no class information give about 0.1 (chance); the untrained
-        # model already gets 0.96 kNN / 0.98 linear on digits, so the accuracies show a sound
-        # evaluation, and uniformity and tolerance show the training: untrained 0.42 and 0.93,
-        # after these 2 epochs 2.2-2.9 and 0.56-0.72 (measured).
+        # Features without class information give about 0.1 (chance); the small CNN gets
+        # 0.96-0.98 here, trained or not (measured), so this shows a sound evaluation.
         assert values["knn_accuracy"] > 0.9 and values["linear_accuracy"] > 0.9
-        assert 1.5 < values["uniformity"] <= 4.1
-        assert values["tolerance"] < 0.85
+        assert 0.0 < values["uniformity"] <= 4.1
         assert 0.0 <= values["alignment"] <= 4.0
         assert -1.0 <= values["tolerance"] <= 1.0
         assert -1.0 <= values["positive_similarity"] <= 1.0
         assert values["train_seconds"] > 0
+
+    # The training shows in the paper's pattern, already after 2 epochs: the smaller tau, the
+    # more uniform and the less tolerant (measured: uniformity 2.87 at tau = 0.1 vs 2.24 at
+    # 1.0, tolerance 0.59 vs 0.72). Untrained weights, or a temperature that does not reach the
+    # loss, give equal rows.
+    contrastive = {float(r["temperature"]): r for r in rows if r["loss"] == "ntxent"}
+    assert float(contrastive[0.1]["uniformity"]) > float(contrastive[1.0]["uniformity"]) + 0.3
+    assert float(contrastive[0.1]["tolerance"]) < float(contrastive[1.0]["tolerance"]) - 0.05
 
     report = (output / "report.md").read_text()
     assert "| loss | metric | τ = 0.1 | τ = 1 |" in report
