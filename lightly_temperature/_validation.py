@@ -1,21 +1,42 @@
-"""Argument checks shared by the losses: every error names the argument and its value."""
+"""Argument checks shared by the losses, metrics, callbacks, models, study and CLI: every error
+is a ``ValueError`` that names the argument and its value."""
 
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from collections.abc import Collection, Iterable
+from typing import Any, Optional, Union
 
 from torch import Tensor
 
 HardNegatives = Optional[Union[int, float]]
 
 
+def _is_finite_number(value: Any) -> bool:
+    # bool is an int subclass, but True is no learning rate.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value)
+
+
 def check_positive(value: float, name: str) -> float:
     """Returns ``value`` as a float if it is a finite number > 0, else raises ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not _is_finite_number(value) or value <= 0:
         raise ValueError(f"{name} must be a finite float > 0, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite float > 0, got {value!r}")
+    return float(value)
+
+
+def check_non_negative(value: float, name: str) -> float:
+    """Returns ``value`` as a float if it is a finite number >= 0, else raises ``ValueError``."""
+    if not _is_finite_number(value) or value < 0:
+        raise ValueError(f"{name} must be a finite float >= 0, got {value!r}")
+    return float(value)
+
+
+def check_unit_interval(value: float, name: str) -> float:
+    """Returns ``value`` as a float if it is a number in [0, 1], else raises ``ValueError``."""
+    if not _is_finite_number(value) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a float in [0, 1], got {value!r}")
     return float(value)
 
 
@@ -26,6 +47,22 @@ def check_int(value: int | None, name: str, minimum: int, optional: bool = False
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         kind = "None or an int" if optional else "an int"
         raise ValueError(f"{name} must be {kind} >= {minimum}, got {value!r}")
+    return value
+
+
+def check_ints(values: Iterable[int], name: str, minimum: int) -> tuple[int, ...]:
+    """Returns ``values`` as a tuple if every one is an int >= ``minimum``."""
+    checked = tuple(values)
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in checked):
+        raise ValueError(f"{name} must be ints >= {minimum}, got {values!r}")
+    return checked
+
+
+def check_choice(value: Any, name: str, choices: Collection[Any]) -> Any:
+    """Returns ``value`` if it is one of ``choices``, else raises ``ValueError`` listing them."""
+    if value not in choices:
+        shown = ", ".join(str(choice) for choice in choices)
+        raise ValueError(f"{name} must be one of {shown}, got {value!r}")
     return value
 
 

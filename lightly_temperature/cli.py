@@ -13,13 +13,31 @@ status 2 and one line on stderr, no traceback, before any training.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import NoReturn
 
+from lightly_temperature.explain import (
+    SEED_SIMILARITIES,
+    SEED_TEMPERATURES,
+    explain,
+    format_explanation,
+    plot_explanation,
+)
+from lightly_temperature.models._base import OPTIMIZERS
+from lightly_temperature.study.config import (
+    METHODS,
+    PRESETS,
+    StudyConfig,
+    paper_preset,
+    parse_hard_negatives,
+)
+from lightly_temperature.study.models import BACKBONES
+
 PROG = "lightly-temperature"
+#: The study's defaults, shown in --help.
+_STUDY_DEFAULTS = StudyConfig()
 
 
 class CLIError(Exception):
@@ -33,43 +51,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _positive_float(name: str):
-    """An argparse ``type`` for finite numbers > 0 whose errors name ``name``."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {text}")
-        return value
-
-    parse.__name__ = name  # argparse shows it in "invalid <name> value" messages
-    return parse
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
-def _hard_negatives(text: str):
-    from lightly_temperature.study.config import parse_hard_negatives
-
-    try:
-        return parse_hard_negatives(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def _devices(text: str):
     return int(text) if text.isdigit() else text
+
+
+def _words(values: Sequence[object]) -> str:
+    return " ".join(f"{value:g}" if isinstance(value, float) else str(value) for value in values)
+
+
+def _add_temperatures(parser: argparse.ArgumentParser, defaults: Sequence[float]) -> None:
+    # Parsed as numbers here; StudyConfig and explain() check them (> 0, finite).
+    parser.add_argument(
+        "--temperatures",
+        nargs="+",
+        type=float,
+        default=None,
+        metavar="TAU",
+        help=f"temperatures (default: {_words(defaults)})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,40 +87,35 @@ def build_parser() -> argparse.ArgumentParser:
         "negative similarities) and write report.md, results.csv and plots. Without data "
         "arguments it uses scikit-learn's embedded digits. Rerunning resumes.",
     )
-    study.add_argument("--output", default=None, help="output folder (default: study_output)")
-    study.add_argument("--method", choices=("simclr", "moco"), default=None)
+    study.add_argument(
+        "--output", default=None, help=f"output folder (default: {_STUDY_DEFAULTS.output})"
+    )
+    study.add_argument("--method", choices=METHODS, default=None)
     study.add_argument(
         "--losses",
         nargs="+",
         default=None,
         metavar="LOSS",
-        help="loss names of the registry (default: ntxent simple hard_contrastive hard_simple)",
+        help=f"loss names of the registry (default: {_words(_STUDY_DEFAULTS.losses)})",
     )
-    study.add_argument(
-        "--temperatures",
-        nargs="+",
-        type=_positive_float("temperature"),
-        default=None,
-        metavar="TAU",
-        help="temperatures (default: 0.07 0.3 0.7 1.0)",
-    )
+    _add_temperatures(study, _STUDY_DEFAULTS.temperatures)
     study.add_argument(
         "--hard-negatives",
-        type=_hard_negatives,
         default=None,
         metavar="K",
-        help="K hardest negatives of the hard losses: an int, or a fraction alpha such as 0.0819",
+        help="K hardest negatives of the hard losses: an int, a fraction alpha of the "
+        f"negatives, or none for all (default: {_STUDY_DEFAULTS.hard_negatives})",
     )
     study.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED")
-    study.add_argument("--epochs", type=_positive_int, default=None)
-    study.add_argument("--batch-size", type=_positive_int, default=None)
+    study.add_argument("--epochs", type=int, default=None)
+    study.add_argument("--batch-size", type=int, default=None)
     study.add_argument(
         "--optimizer",
-        choices=("adamw", "sgd"),
+        choices=OPTIMIZERS,
         default=None,
         help="adamw (default on digits) or sgd (the SimCLR/MoCo modules' own, momentum 0.9)",
     )
-    study.add_argument("--lr", type=_positive_float("lr"), default=None, help="learning rate")
+    study.add_argument("--lr", type=float, default=None, help="learning rate")
     study.add_argument("--weight-decay", type=float, default=None)
     data = study.add_argument_group("data (default: scikit-learn's embedded digits)")
     data.add_argument(
@@ -137,24 +131,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", default=None, metavar="PATH", help="folder holding torchvision's files"
     )
     data.add_argument(
-        "--image-size", type=_positive_int, default=None, help="for --data (default 32)"
+        "--image-size",
+        type=int,
+        default=None,
+        help=f"for --data (default {_STUDY_DEFAULTS.image_size})",
     )
     data.add_argument("--num-workers", type=int, default=None)
     study.add_argument(
         "--preset",
-        choices=("digits", "paper"),
+        choices=PRESETS,
         default=None,
         help="paper: ResNet-18 (3x3 conv), 128-d head, batch 128, SGD lr 0.03, 200 epochs, "
         "K = 4095 (for a GPU); explicit options override it",
     )
-    study.add_argument("--backbone", choices=("small_cnn", "resnet18"), default=None)
+    study.add_argument("--backbone", choices=BACKBONES, default=None)
     lightning = study.add_argument_group("Lightning (passed to pytorch_lightning.Trainer)")
     lightning.add_argument("--accelerator", default=None, help="cpu, gpu, auto, ...")
     lightning.add_argument("--devices", type=_devices, default=None, help="e.g. 1, 2 or auto")
     lightning.add_argument("--precision", default=None, help="e.g. 32, bf16-mixed, 16-mixed")
     study.add_argument(
         "--threads",
-        type=_positive_int,
+        type=int,
         default=None,
         help="CPU threads for torch (default: 1 for the small CNN, torch's default otherwise)",
     )
@@ -177,17 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="the positive's cosine similarity, then the negatives' (e.g. 0.5 0.25 -0.45 -0.1)",
     )
-    explain.add_argument(
-        "--temperatures",
-        nargs="+",
-        type=_positive_float("temperature"),
-        default=None,
-        metavar="TAU",
-        help="default: 1 0.5 0.05 0.01",
-    )
+    _add_temperatures(explain, SEED_TEMPERATURES)
     explain.add_argument(
         "--hard-negatives",
-        type=_positive_int,
+        type=int,
         default=None,
         metavar="K",
         help="K most similar negatives kept by the hard loss (default: half, rounded up)",
@@ -196,9 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _study_config(args: argparse.Namespace):
-    from lightly_temperature.study.config import StudyConfig, paper_preset
-
+def _study_config(args: argparse.Namespace) -> StudyConfig:
+    """The study's settings: defaults, the preset, then the options given (checked by
+    StudyConfig; a bad value raises ValueError naming it)."""
     config = StudyConfig()
     if args.preset == "paper":
         config = paper_preset(config)
@@ -225,7 +215,7 @@ def _study_config(args: argparse.Namespace):
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if args.hard_negatives is not None:
-        config = replace(config, hard_negatives=args.hard_negatives)
+        config = replace(config, hard_negatives=parse_hard_negatives(args.hard_negatives))
     if args.no_progress_bar:
         config = replace(config, progress_bar=False)
     if args.threads is not None:
@@ -259,14 +249,6 @@ def _run_study(args: argparse.Namespace) -> int:
 
 
 def _run_explain(args: argparse.Namespace) -> int:
-    from lightly_temperature.explain import (
-        SEED_SIMILARITIES,
-        SEED_TEMPERATURES,
-        explain,
-        format_explanation,
-        plot_explanation,
-    )
-
     anchors = [args.similarities] if args.similarities else list(SEED_SIMILARITIES)
     temperatures = args.temperatures or list(SEED_TEMPERATURES)
     try:

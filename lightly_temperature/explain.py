@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from lightly_temperature._validation import check_temperature
+from lightly_temperature._validation import check_int, check_temperature
 from lightly_temperature.functional import (
     contrastive_loss,
     info_nce_from_logits,
@@ -114,13 +114,7 @@ def explain(
     positive, negatives = values[0], values[1:]
     if hard_negatives is None:
         hard_negatives = (len(negatives) + 1) // 2
-    if (
-        isinstance(hard_negatives, bool)
-        or not isinstance(hard_negatives, int)
-        or hard_negatives < 1
-    ):
-        raise ValueError(f"hard_negatives must be an int K >= 1, got {hard_negatives!r}")
-    k = resolve_hard_negatives(hard_negatives, len(negatives))
+    k = resolve_hard_negatives(check_int(hard_negatives, "hard_negatives", 1), len(negatives))
 
     rows = []
     negative_tensor = torch.tensor([negatives], dtype=torch.float64)

@@ -17,6 +17,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from lightly_temperature import HardnessMonitor, TemperatureAnalysis
 from tests._simclr_digits import TinySimCLR, probe_loader, train_loader
+from tests.conftest import make_trainer
 
 
 def run(devices: int, out_dir: str) -> dict:
@@ -32,18 +33,14 @@ def run(devices: int, out_dir: str) -> dict:
         embed=lambda module, x: module.backbone(x),
     )
     monitor = HardnessMonitor(log_every_n_steps=1)
-    trainer = pl.Trainer(
-        default_root_dir=out_dir,
-        accelerator="cpu",
+    trainer = make_trainer(
+        out_dir,
+        1,
+        [analysis, monitor],
+        CSVLogger(out_dir, name="csv", version=0),
         devices=devices,
         strategy="ddp" if devices > 1 else "auto",
-        max_epochs=1,
         limit_train_batches=2,
-        logger=CSVLogger(out_dir, name="csv", version=0),
-        callbacks=[analysis, monitor],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
     )
     trainer.fit(model, train_loader(256, 32))
     result = {

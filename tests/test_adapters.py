@@ -21,14 +21,7 @@ from lightly_temperature import (
 )
 from lightly_temperature.data import digits_dataset
 from lightly_temperature.models import SmallCNN
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: one thread is faster and steadier
-    yield
-    torch.set_num_threads(threads)
+from tests.conftest import RecordLosses, make_trainer
 
 
 # Lightly's examples/pytorch_lightning/simclr.py and moco.py, with a small CNN for 8x8 digits.
@@ -89,31 +82,13 @@ class LightlyMoCo(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.06, momentum=0.9)
 
 
-class RecordLosses(pl.Callback):
-    def __init__(self):
-        self.losses = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.losses.append(float(outputs["loss"]))
-
-
 def train(model, steps, batch_size=128):
     pl.seed_everything(0, verbose=False)
     loader = DataLoader(
         digits_dataset(views=2), batch_size=batch_size, shuffle=True, drop_last=True
     )
     record = RecordLosses()
-    trainer = pl.Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        callbacks=[record],
-    )
-    trainer.fit(model, loader)
+    make_trainer(callbacks=[record], max_steps=steps).fit(model, loader)
     return record.losses
 
 

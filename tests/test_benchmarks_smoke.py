@@ -6,26 +6,12 @@ the test importing torch and Lightly again.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT, load_script
+
 BENCHMARKS = ROOT / "benchmarks"
-
-
-def _load(name: str):
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
 
 
 @pytest.fixture
@@ -36,7 +22,7 @@ def run_quick(capsys):
 
     def run(name: str) -> str:
         try:
-            assert _load(name).main(["--quick", "--threads", "1"]) == 0
+            assert load_script(BENCHMARKS / f"{name}.py").main(["--quick", "--threads", "1"]) == 0
         finally:
             torch.set_num_threads(threads)
         return capsys.readouterr().out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 import types
@@ -35,8 +34,7 @@ from lightly_temperature.callbacks._outputs import (
 )
 from lightly_temperature.losses import SimilarityBatch
 from tests._simclr_digits import TinySimCLR, digits_tensors, probe_loader, train_loader
-
-torch.set_num_threads(1)
+from tests.conftest import make_trainer, read_csv
 
 KEYS = [
     "temperature_analysis/uniformity",
@@ -54,27 +52,6 @@ HARDNESS_KEYS = [
     "hardness/penalty_entropy",
     "hardness/temperature",
 ]
-
-
-def make_trainer(root, max_epochs, callbacks, loggers=False, **kwargs):
-    return pl.Trainer(
-        default_root_dir=str(root),
-        max_epochs=max_epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=loggers,
-        callbacks=callbacks,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
-        num_sanity_val_steps=0,
-        **kwargs,
-    )
-
-
-def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 # --- a real run with both callbacks, two loggers, and a resume ---------------------------

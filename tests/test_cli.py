@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from lightly_temperature.cli import main
-from lightly_temperature.study import COLUMNS
+from tests.conftest import ROOT, read_csv, run_python
 
-ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_COLUMNS = [
     "method",
     "loss",
@@ -37,12 +32,6 @@ EXPECTED_COLUMNS = [
 TINY = ["--epochs", "2", "--batch-size", "128", "--no-progress-bar"]
 
 
-def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with path.open(newline="") as file:
-        reader = csv.DictReader(file)
-        return list(reader.fieldnames or []), list(reader)
-
-
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
     """Two temperatures x (contrastive, hard contrastive) on digits, 2 epochs each."""
@@ -57,9 +46,8 @@ def tiny_study(tmp_path_factory):
 def test_tiny_study_writes_results_report_and_plots(tiny_study, capsys):
     output, status = tiny_study
     assert status == 0
-    assert list(COLUMNS) == EXPECTED_COLUMNS
-    columns, rows = _rows(output / "results.csv")
-    assert columns == EXPECTED_COLUMNS
+    rows = read_csv(output / "results.csv")
+    assert list(rows[0]) == EXPECTED_COLUMNS
     assert [(r["loss"], float(r["temperature"]), r["hard_negatives"]) for r in rows] == [
         ("ntxent", 0.1, ""),
         ("ntxent", 1.0, ""),
@@ -70,13 +58,22 @@ def test_tiny_study_writes_results_report_and_plots(tiny_study, capsys):
         assert row["method"] == "simclr" and row["seed"] == "0" and row["epochs"] == "2"
         values = {c: float(row[c]) for c in EXPECTED_COLUMNS[6:]}
         assert all(math.isfinite(v) for v in values.values()), row
-        # Two epochs already separate digits far above chance (10 %).
-        assert values["knn_accuracy"] > 0.5 and values["linear_accuracy"] > 0.5
+        # Features without class information give about 0.1 (chance); the small CNN gets
+        # 0.96-0.98 here, trained or not (measured), so this shows a sound evaluation.
+        assert values["knn_accuracy"] > 0.9 and values["linear_accuracy"] > 0.9
         assert 0.0 < values["uniformity"] <= 4.1
         assert 0.0 <= values["alignment"] <= 4.0
         assert -1.0 <= values["tolerance"] <= 1.0
         assert -1.0 <= values["positive_similarity"] <= 1.0
         assert values["train_seconds"] > 0
+
+    # The training shows in the paper's pattern, already after 2 epochs: the smaller tau, the
+    # more uniform and the less tolerant (measured: uniformity 2.87 at tau = 0.1 vs 2.24 at
+    # 1.0, tolerance 0.59 vs 0.72). Untrained weights, or a temperature that does not reach the
+    # loss, give equal rows.
+    contrastive = {float(r["temperature"]): r for r in rows if r["loss"] == "ntxent"}
+    assert float(contrastive[0.1]["uniformity"]) > float(contrastive[1.0]["uniformity"]) + 0.3
+    assert float(contrastive[0.1]["tolerance"]) < float(contrastive[1.0]["tolerance"]) - 0.05
 
     report = (output / "report.md").read_text()
     assert "| loss | metric | τ = 0.1 | τ = 1 |" in report
@@ -117,7 +114,7 @@ def test_rerun_skips_finished_runs_and_adds_only_new_ones(tiny_study, capsys):
     out = capsys.readouterr().out
     assert "run 1 of 2: simclr Contrastive tau=0.1 seed=0 epochs=2: already in" in out
     assert "run 2 of 2: simclr Contrastive tau=0.5 seed=0 epochs=2: training" in out
-    _, rows = _rows(output / "results.csv")
+    rows = read_csv(output / "results.csv")
     assert len(rows) == 5 and before in (output / "results.csv").read_text()
     # The report covers the grid of the last command only.
     assert "| loss | metric | τ = 0.1 | τ = 0.5 |" in (output / "report.md").read_text()
@@ -158,7 +155,7 @@ def test_image_folder_data(tmp_path, capsys):
     args += ["--image-size", "8", "--temperatures", "0.5", "--losses", "hard_contrastive"]
     args += ["--epochs", "1", "--batch-size", "4", "--no-progress-bar"]
     assert main(args) == 0
-    _, rows = _rows(output / "results.csv")
+    rows = read_csv(output / "results.csv")
     assert len(rows) == 1 and rows[0]["loss"] == "hard_contrastive"
     assert "data: images (" in (output / "report.md").read_text()
 
@@ -174,16 +171,26 @@ def test_image_folder_data(tmp_path, capsys):
         (["study", "--dataset", "cifar10"], "--dataset cifar10 needs --data-dir PATH"),
         (["study", "--dataset", "cifar10", "--data-dir", "{tmp}/missing"], "no such folder"),
         (["study", "--dataset", "svhn", "--data-dir", "{tmp}/empty"], "no svhn files there"),
-        (["study", "--temperatures", "0.5", "0"], "temperature must be > 0, got 0"),
-        (["study", "--temperatures", "-0.1"], "temperature must be > 0, got -0.1"),
+        (
+            ["study", "--temperatures", "0.5", "0"],
+            "temperature must be a finite float > 0, got 0.0",
+        ),
+        (["study", "--temperatures", "-0.1"], "temperature must be a finite float > 0, got -0.1"),
+        (["study", "--temperatures", "nan"], "temperature must be a finite float > 0, got nan"),
         (["study", "--hard-negatives", "0"], "hard_negatives must be an int >= 1"),
-        (["study", "--epochs", "0"], "expected an integer >= 1, got 0"),
-        (["study", "--lr", "0"], "argument --lr: lr must be > 0, got 0"),
-        (["study", "--weight-decay", "-1"], "weight_decay must be a finite number >= 0, got -1"),
-        (["study", "--num-workers", "-1"], "num_workers must be an integer >= 0, got -1"),
-        (["study", "--batch-size", "1"], "batch_size must be an integer >= 2, got 1"),
+        (["study", "--hard-negatives", "many"], "hard_negatives must be an int K >= 1"),
+        (["study", "--epochs", "0"], "epochs must be an int >= 1, got 0"),
+        (["study", "--epochs", "1.5"], "argument --epochs: invalid int value: '1.5'"),
+        (["study", "--image-size", "0"], "image_size must be an int >= 1, got 0"),
+        (["study", "--threads", "0"], "threads must be None or an int >= 1, got 0"),
+        (["study", "--lr", "0"], "lr must be a finite float > 0, got 0.0"),
+        (["study", "--weight-decay", "-1"], "weight_decay must be a finite float >= 0, got -1.0"),
+        (["study", "--num-workers", "-1"], "num_workers must be an int >= 0, got -1"),
+        (["study", "--batch-size", "1"], "batch_size must be an int >= 2, got 1"),
+        (["study", "--optimizer", "adam"], "argument --optimizer: invalid choice: 'adam'"),
         (["study", "--precision", "bogus"], "precision must be one of transformer-engine"),
-        (["explain", "--temperatures", "0"], "temperature must be > 0, got 0"),
+        (["explain", "--temperatures", "0"], "temperature must be a finite float > 0, got 0.0"),
+        (["explain", "--hard-negatives", "0"], "hard_negatives must be an int >= 1, got 0"),
         (["explain", "--similarities", "0.5"], "at least one negative"),
         (["nonsense"], "invalid choice: 'nonsense'"),
     ],
@@ -212,20 +219,10 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path, capsys, monkeypatch, ar
     assert not (Path.cwd() / "study_output").exists() or "study" not in args[0]
 
 
-def _run_module(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "lightly_temperature", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
-
-
 def test_python_dash_m_reports_bad_input_without_traceback(tmp_path):
-    done = _run_module("study", "--data", str(tmp_path / "nowhere"))
+    done = run_python(
+        "-m", "lightly_temperature", "study", "--data", tmp_path / "nowhere", cwd=ROOT
+    )
     assert done.returncode == 2
     assert (
         done.stderr.strip()
@@ -238,7 +235,7 @@ def test_moco_method_trains_with_a_memory_bank(tmp_path, capsys):
     args = ["study", "--method", "moco", "--output", str(output), "--temperatures", "0.2"]
     args += ["--losses", "hard_contrastive", "--hard-negatives", "64"] + TINY
     assert main(args) == 0
-    _, rows = _rows(output / "results.csv")
+    rows = read_csv(output / "results.csv")
     assert [(r["method"], r["loss"], r["hard_negatives"]) for r in rows] == [
         ("moco", "hard_contrastive", "64")
     ]
@@ -263,3 +260,7 @@ def test_paper_preset_and_overrides():
     assert (config.accelerator, config.devices, config.precision) == ("gpu", 2, None)
     default = _study_config(build_parser().parse_args(["study"]))
     assert (default.output, default.backbone, default.epochs) == ("study_output", "small_cnn", 50)
+    assert default.hard_negatives == 0.0819
+    for text, value in (("16", 16), ("0.25", 0.25), ("none", None)):
+        args = build_parser().parse_args(["study", "--hard-negatives", text])
+        assert _study_config(args).hard_negatives == value, text

@@ -17,10 +17,6 @@
 
 import json
 import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -28,8 +24,8 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from lightly_temperature import HardContrastiveLoss, HardSimpleLoss
+from tests.conftest import run_python
 
-REPO = Path(__file__).resolve().parents[1]
 N, DIM_IN, DIM = 6, 10, 8
 LOSSES = {
     "hard_k3": lambda g: HardContrastiveLoss(
@@ -43,12 +39,6 @@ LOSSES = {
     ),
     "hard_simple": lambda g: HardSimpleLoss(hard_negatives=4, gather_distributed=g),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def data():
@@ -97,9 +87,9 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def test_gathered_hard_loss_on_two_ranks_equals_single_process_loss(tmp_path):
+def test_gathered_hard_loss_on_two_ranks_equals_single_process_loss(tmp_path, free_port):
     world_size = 2
-    mp.spawn(_worker, args=(world_size, free_port(), str(tmp_path)), nprocs=world_size)
+    mp.spawn(_worker, args=(world_size, free_port, str(tmp_path)), nprocs=world_size)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world_size)]
     x0, x1, emb0, emb1 = data()
     for name, make in LOSSES.items():
@@ -164,23 +154,10 @@ with open(f"{sys.argv[1]}/rank{trainer.global_rank}.json", "w") as f:
 """
 
 
-def test_simclr_trains_with_lightning_ddp_on_two_cpu_processes(tmp_path):
+def test_simclr_trains_with_lightning_ddp_on_two_cpu_processes(tmp_path, free_port):
     script = tmp_path / "train_ddp.py"
     script.write_text(DDP_SCRIPT)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "OMP_NUM_THREADS": "1",
-        "MASTER_PORT": str(free_port()),
-    }
-    result = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_python(script, tmp_path, cwd=tmp_path, MASTER_PORT=str(free_port))
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for rank in ranks:

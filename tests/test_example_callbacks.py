@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import csv
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT, read_csv, run_python
 
 
 def test_quick_mode_logs_the_callbacks_metrics(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "examples" / "callbacks_in_existing_project.py"),
-            "--quick",
-            "--logs",
-            str(tmp_path / "logs"),
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    done = run_python(
+        ROOT / "examples" / "callbacks_in_existing_project.py",
+        "--quick",
+        "--logs",
+        tmp_path / "logs",
         cwd=tmp_path,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
     run = tmp_path / "logs" / "version_0"
-    with (run / "metrics.csv").open() as file:
-        rows = list(csv.DictReader(file))
+    rows = read_csv(run / "metrics.csv")
     uniformity = [r["temperature_analysis/uniformity"] for r in rows]
     assert any(u and math.isfinite(float(u)) for u in uniformity)
     hardness = [r["hardness/temperature"] for r in rows if r["hardness/temperature"]]

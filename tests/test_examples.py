@@ -1,48 +1,23 @@
 """The examples run, in quick mode, on the embedded digits and on an image folder."""
 
-import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from PIL import Image
 
 from lightly_temperature.data import load_digits_tensors
+from tests.conftest import ROOT, load_script, run_python
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+EXAMPLES = ROOT / "examples"
 
 
 def run_script(name, *args, cwd):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_python(EXAMPLES / name, *args, cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
 def load_example(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLES / f"{name}.py")
 
 
 def final_loss(stdout):
@@ -50,13 +25,23 @@ def final_loss(stdout):
     return float(line.split()[-1])
 
 
+def knn_accuracy(stdout):
+    """The digits kNN accuracy the example prints last.
+
+    Features without class information give about 0.1 (chance; measured 0.08 for random and
+    0.10 for constant features); the small CNN's backbone features give 0.91-0.94, untrained
+    or after the 3 quick steps (measured), so 0.8 separates a sound evaluation from a broken one.
+    """
+    assert "digits kNN accuracy" in stdout.splitlines()[-1]
+    return float(stdout.splitlines()[-1].split()[-1])
+
+
 def test_simclr_example_runs_as_a_script_on_digits(tmp_path):
     stdout = run_script(
         "simclr.py", "--quick", "--accelerator", "cpu", "--devices", "1", cwd=tmp_path
     )
     assert torch.isfinite(torch.tensor(final_loss(stdout)))
-    accuracy = float(stdout.splitlines()[-1].split()[-1])
-    assert "digits kNN accuracy" in stdout and 0.1 < accuracy <= 1.0
+    assert 0.8 < knn_accuracy(stdout) <= 1.0
 
 
 def test_moco_example_runs_on_digits(tmp_path, monkeypatch, capsys):
@@ -66,8 +51,7 @@ def test_moco_example_runs_on_digits(tmp_path, monkeypatch, capsys):
     stdout = capsys.readouterr().out
     assert torch.isfinite(torch.tensor(final_loss(stdout)))
     assert "criterion: HardContrastiveLoss(" in stdout and "temperature 0.2" in stdout
-    accuracy = float(stdout.splitlines()[-1].split()[-1])
-    assert "digits kNN accuracy" in stdout and 0.1 < accuracy <= 1.0
+    assert 0.8 < knn_accuracy(stdout) <= 1.0
 
 
 @pytest.fixture(scope="module")

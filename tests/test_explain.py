@@ -9,9 +9,8 @@ import torch
 
 from lightly_temperature.cli import main
 from lightly_temperature.explain import explain, format_explanation, format_number, plot_explanation
+from tests.conftest import NEGATIVE_FIRST, POSITIVE_FIRST
 
-POSITIVE_FIRST = [0.5, 0.25, -0.45, -0.1]
-NEGATIVE_FIRST = [0.25, 0.5, -0.45, -0.1]
 TAUS = [1.0, 0.5, 0.05, 0.01]
 
 
@@ -46,7 +45,7 @@ def test_gradients_and_penalties_follow_the_paper(similarities):
 
 
 def test_hard_loss_drops_all_but_the_k_hardest_negatives():
-    result = explain([0.5, 0.25, -0.45, -0.1], [1.0], hard_negatives=2)
+    result = explain(POSITIVE_FIRST, [1.0], hard_negatives=2)
     row = result.rows[0]
     # -0.45 is the easiest negative: no gradient, no penalty, and not in the denominator.
     assert row.hard_grad_negatives[1] == 0.0
@@ -56,7 +55,7 @@ def test_hard_loss_drops_all_but_the_k_hardest_negatives():
     assert row.hard_loss == pytest.approx(expected, rel=1e-12)
     assert row.hard_loss < row.loss
     # K = all negatives is the plain loss.
-    full = explain([0.5, 0.25, -0.45, -0.1], [1.0], hard_negatives=3).rows[0]
+    full = explain(POSITIVE_FIRST, [1.0], hard_negatives=3).rows[0]
     assert full.hard_loss == pytest.approx(full.loss)
     assert full.hard_penalties == pytest.approx(full.penalties, rel=1e-6)
 

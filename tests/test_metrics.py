@@ -20,8 +20,6 @@ from lightly_temperature.metrics import (
     uniformity_loss,
 )
 
-torch.set_num_threads(1)
-
 
 def _randn(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
@@ -132,16 +130,27 @@ def test_effective_rank_matches_reference(shape):
     assert effective_rank(z).item() == pytest.approx(ref_effective_rank(z).item(), rel=1e-5)
 
 
-def test_std_of_l2_normalized_is_lightlys():
-    from lightly.utils.debug import std_of_l2_normalized
+def test_std_of_l2_normalized_of_the_four_axis_directions():
+    # +-e1, +-e2 (any length): each coordinate is (1, -1, 0, 0) in some order, whose sample
+    # standard deviation is sqrt(2/3); a collapsed batch gives 0 (test_identical_embeddings).
+    z = torch.tensor([[3.0, 0.0], [-0.5, 0.0], [0.0, 2.0], [0.0, -7.0]])
+    assert metrics.std_of_l2_normalized(z).item() == pytest.approx(math.sqrt(2 / 3), rel=1e-6)
+    z = _randn(64, 8, seed=6)
+    expected = F.normalize(z.double(), dim=1).std(dim=0).mean()
+    assert metrics.std_of_l2_normalized(z).item() == pytest.approx(expected.item(), rel=1e-5)
 
-    assert metrics.std_of_l2_normalized is std_of_l2_normalized
 
-
-def test_relative_penalties_is_the_core_function():
-    from lightly_temperature.functional import relative_penalties
-
-    assert metrics.relative_penalties is relative_penalties
+def test_relative_penalties_are_the_softmax_over_the_negatives():
+    # Similarities tau * log(1, 2, 5): r = (1, 2, 5) / 8; with K = 2 only (2, 5) / 7 remain.
+    tau = 0.3
+    negatives = tau * torch.log(torch.tensor([[1.0, 2.0, 5.0]]))
+    torch.testing.assert_close(
+        metrics.relative_penalties(negatives, tau), torch.tensor([[1 / 8, 2 / 8, 5 / 8]])
+    )
+    torch.testing.assert_close(
+        metrics.relative_penalties(negatives, tau, hard_negatives=2),
+        torch.tensor([[0.0, 2 / 7, 5 / 7]]),
+    )
 
 
 # --- closed forms ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from lightly_temperature import (
 )
 from lightly_temperature.data import digits_dataset
 from lightly_temperature.models import SmallCNN, resnet18_backbone
+from tests.conftest import RecordLosses, make_trainer
 
 LOSSES = {
     "ntxent": NTXentLoss,
@@ -26,25 +27,18 @@ LOSSES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class CheckOutputs(pl.Callback):
+class CheckOutputs(RecordLosses):
     """Reads the step's embeddings from the training_step output, as a monitor would."""
 
     def __init__(self):
-        self.losses, self.recomputed = [], []
+        super().__init__()
+        self.recomputed = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         z0, z1 = outputs["embeddings"]
         assert not z0.requires_grad and not z1.requires_grad
         assert z0.shape == z1.shape == (batch[0][0].shape[0], pl_module.hparams.output_dim)
-        self.losses.append(float(outputs["loss"]))
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if isinstance(pl_module, SimCLR):  # no memory bank: the loss follows from them alone
             self.recomputed.append(float(pl_module.criterion(z0, z1)))
 
@@ -66,17 +60,7 @@ def fit(model, steps=3, batch_size=32, callbacks=(), **trainer_kwargs):
     loader = DataLoader(
         digits_dataset(views=2), batch_size=batch_size, shuffle=True, drop_last=True
     )
-    trainer = pl.Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        callbacks=list(callbacks),
-        **trainer_kwargs,
-    )
+    trainer = make_trainer(callbacks=callbacks, max_steps=steps, **trainer_kwargs)
     trainer.fit(model, loader)
     return trainer
 
@@ -133,8 +117,28 @@ def test_moco_momentum_encoder_follows_the_query_encoder():
     updated = [*model.backbone_momentum.parameters(), *model.projection_head_momentum.parameters()]
     for q, k, u in zip(query, key, updated):
         torch.testing.assert_close(u, 0.5 * k + 0.5 * q)
-    fit(model, steps=2)  # and inside a Trainer, the momentum rises to 1 by the last epoch
-    assert model.max_epochs == 2
+
+    # Inside a Trainer (one step per epoch): the momentum is momentum_start in epoch 0 and
+    # rises to 1 by the last epoch (max_epochs - 1), where the key encoder stops moving.
+    class KeyEncoderSteps(pl.Callback):
+        def __init__(self):
+            self.moves = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.key = [p.clone() for p in pl_module.backbone_momentum.parameters()]
+            self.query = [p.clone() for p in pl_module.backbone.parameters()]
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            key = [p.clone() for p in pl_module.backbone_momentum.parameters()]
+            self.moves.append((trainer.current_epoch, self.key, self.query, key))
+
+    steps = KeyEncoderSteps()
+    fit(model, steps=2, callbacks=[steps], max_epochs=2, limit_train_batches=1)
+    assert [epoch for epoch, *_ in steps.moves] == [0, 1]
+    (_, key0, query0, after0), (_, key1, _, after1) = steps.moves
+    for k, q, u in zip(key0, query0, after0):
+        torch.testing.assert_close(u, 0.5 * k + 0.5 * q)
+    assert all(torch.equal(k, u) for k, u in zip(key1, after1))
 
 
 def test_defaults_follow_lightly_examples():

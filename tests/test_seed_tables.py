@@ -6,9 +6,7 @@ import pytest
 import torch
 
 from lightly_temperature import contrastive_loss
-
-POSITIVE_FIRST = [0.5, 0.25, -0.45, -0.1]
-NEGATIVE_FIRST = [0.25, 0.5, -0.45, -0.1]
+from tests.conftest import NEGATIVE_FIRST, POSITIVE_FIRST
 
 
 @pytest.mark.parametrize(

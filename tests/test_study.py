@@ -52,19 +52,26 @@ def test_paper_preset():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"temperatures": (0.5, 0.0)}, "temperature"),
-        ({"temperatures": (-1.0,)}, "temperature"),
-        ({"method": "byol"}, "method"),
-        ({"epochs": 0}, "epochs"),
-        ({"hard_negatives": 0}, "hard_negatives"),
-        ({"lr": 0.0}, "lr must be a finite number > 0, got 0.0"),
-        ({"lr": float("nan")}, "lr must be a finite number > 0, got nan"),
-        ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0, got -1.0"),
-        ({"num_workers": -1}, "num_workers must be an integer >= 0, got -1"),
-        ({"batch_size": 1}, "batch_size must be an integer >= 2, got 1"),
-        ({"optimizer": "adam"}, "optimizer must be one of adamw, sgd, got 'adam'"),
-        ({"memory_bank_size": -1}, "memory_bank_size must be an integer >= 0"),
-        ({"lr_milestones": (0,)}, "lr_milestones"),
+        ({"temperatures": (0.5, 0.0)}, "temperature must be a finite float > 0, got 0.0"),
+        ({"temperatures": (-1.0,)}, "temperature must be a finite float > 0, got -1.0"),
+        ({"simple_temperature": 0}, "temperature must be a finite float > 0, got 0"),
+        ({"method": "byol"}, "method must be one of simclr, moco, got 'byol'"),
+        ({"epochs": 0}, "epochs must be an int >= 1, got 0"),
+        ({"epochs": 2.0}, "epochs must be an int >= 1, got 2.0"),
+        ({"hard_negatives": 0}, "hard_negatives must be an int >= 1 .*, got 0"),
+        ({"lr": 0.0}, "lr must be a finite float > 0, got 0.0"),
+        ({"lr": float("nan")}, "lr must be a finite float > 0, got nan"),
+        ({"lr": True}, "lr must be a finite float > 0, got True"),
+        ({"knn_t": -0.1}, "knn_t must be a finite float > 0, got -0.1"),
+        ({"weight_decay": -1.0}, "weight_decay must be a finite float >= 0, got -1.0"),
+        ({"num_workers": -1}, "num_workers must be an int >= 0, got -1"),
+        ({"batch_size": 1}, "batch_size must be an int >= 2, got 1"),
+        ({"threads": 0}, "threads must be None or an int >= 1, got 0"),
+        ({"max_eval_samples": 0}, "max_eval_samples must be None or an int >= 1, got 0"),
+        ({"optimizer": "adam"}, "optimizer must be one of sgd, adamw, got 'adam'"),
+        ({"backbone": "vit"}, "backbone must be one of small_cnn, resnet18, got 'vit'"),
+        ({"memory_bank_size": -1}, "memory_bank_size must be an int >= 0, got -1"),
+        ({"lr_milestones": (0,)}, r"lr_milestones must be ints >= 1, got \(0,\)"),
         ({"precision": "bogus"}, "precision must be one of .*bf16-mixed.*, got 'bogus'"),
         ({"precision": 8}, "precision must be one of"),
     ],
@@ -72,6 +79,19 @@ def test_paper_preset():
 def test_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         StudyConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "expected"), [("sgd", torch.optim.SGD), ("adamw", torch.optim.AdamW)]
+)
+def test_every_optimizer_the_study_accepts_is_built_by_its_module(optimizer, expected):
+    from lightly_temperature.study.runner import build_module
+
+    config = StudyConfig(optimizer=optimizer, lr=0.01, weight_decay=0.5)
+    module = build_module(config, config.runs()[0], load_digits_data())
+    built = module.configure_optimizers()["optimizer"]
+    assert type(built) is expected
+    assert (built.defaults["lr"], built.defaults["weight_decay"]) == (0.01, 0.5)
 
 
 @pytest.mark.parametrize("precision", [None, 32, "32", "16-mixed", "bf16-mixed", "64-true"])

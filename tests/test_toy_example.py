@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import torch
 from torch.nn import functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT, load_script, run_python
+
 EXAMPLE = ROOT / "examples" / "toy_quadrants.py"
 
 
 def _load_example():
-    spec = importlib.util.spec_from_file_location("toy_quadrants", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLE)
 
 
 def _same_and_cross_quadrant_similarity(features, labels):
@@ -63,13 +55,7 @@ def test_training_pulls_quadrants_together_and_pushes_them_apart():
 
 def test_quick_mode_writes_the_grid_png(tmp_path):
     output = tmp_path / "quadrants.png"
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--quick", "--output", str(output)],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        timeout=120,
-    )
+    done = run_python(EXAMPLE, "--quick", "--output", output, timeout=120)
     assert done.returncode == 0, done.stderr
     assert output.read_bytes()[:4] == b"\x89PNG"
     assert f"saved {output}" in done.stdout

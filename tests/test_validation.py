@@ -13,6 +13,14 @@ from lightly_temperature import (
     relative_penalties,
     simple_loss,
 )
+from lightly_temperature._validation import (
+    check_choice,
+    check_int,
+    check_ints,
+    check_non_negative,
+    check_positive,
+    check_unit_interval,
+)
 
 CLASSES = [HardContrastiveLoss, SimpleLoss, HardSimpleLoss]
 
@@ -95,3 +103,45 @@ def test_memory_bank_size_as_plain_int_is_rejected_like_lightly(cls):
 def test_bad_negative_weight():
     with pytest.raises(ValueError, match=r"negative_weight.*-1"):
         SimpleLoss(negative_weight=-1.0)
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "message"),
+    [
+        (check_positive, 0, "lr must be a finite float > 0, got 0"),
+        (check_positive, float("inf"), "lr must be a finite float > 0, got inf"),
+        (check_positive, True, "lr must be a finite float > 0, got True"),
+        (check_non_negative, -1e-9, "lr must be a finite float >= 0, got -1e-09"),
+        (check_non_negative, float("nan"), "lr must be a finite float >= 0, got nan"),
+        (check_non_negative, "0", "lr must be a finite float >= 0, got '0'"),
+        (check_unit_interval, 1.5, r"lr must be a float in \[0, 1\], got 1.5"),
+        (check_unit_interval, -0.0001, r"lr must be a float in \[0, 1\], got -0.0001"),
+        (check_unit_interval, False, r"lr must be a float in \[0, 1\], got False"),
+    ],
+)
+def test_number_checks_name_the_argument_and_its_value(check, value, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        check(value, "lr")
+
+
+def test_number_checks_return_floats_at_their_bounds():
+    assert check_positive(3, "lr") == 3.0 and isinstance(check_positive(3, "lr"), float)
+    assert check_non_negative(0, "weight_decay") == 0.0
+    assert (check_unit_interval(0, "m"), check_unit_interval(1, "m")) == (0.0, 1.0)
+
+
+def test_int_choice_and_sequence_checks():
+    assert check_int(2, "batch_size", 2) == 2 and check_int(None, "threads", 1, True) is None
+    with pytest.raises(ValueError, match=r"^batch_size must be an int >= 2, got 1$"):
+        check_int(1, "batch_size", 2)
+    with pytest.raises(ValueError, match=r"^epochs must be an int >= 1, got 2.0$"):
+        check_int(2.0, "epochs", 1)
+    with pytest.raises(ValueError, match=r"^threads must be None or an int >= 1, got True$"):
+        check_int(True, "threads", 1, optional=True)
+    assert check_ints([160, 190], "lr_milestones", 1) == (160, 190)
+    assert check_ints((), "lr_milestones", 1) == ()
+    with pytest.raises(ValueError, match=r"^lr_milestones must be ints >= 1, got \[160, 0\]$"):
+        check_ints([160, 0], "lr_milestones", 1)
+    assert check_choice("sgd", "optimizer", ("sgd", "adamw")) == "sgd"
+    with pytest.raises(ValueError, match=r"^optimizer must be one of sgd, adamw, got 'adam'$"):
+        check_choice("adam", "optimizer", ("sgd", "adamw"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,10 +9,17 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from lightly_temperature._validation import check_int
+from lightly_temperature._validation import (
+    check_choice,
+    check_int,
+    check_ints,
+    check_non_negative,
+    check_positive,
+)
 from lightly_temperature.models.backbones import resnet18_backbone
 from lightly_temperature.registry import build_loss, get_loss_class, loss_parameters
 
+#: Optimizers of the ready modules (and of the study), built in ``configure_optimizers``.
 OPTIMIZERS = ("sgd", "adamw")
 
 
@@ -80,10 +86,14 @@ def two_views(batch: Any) -> tuple[Tensor, Tensor]:
 
 
 class ContrastiveModule(pl.LightningModule):
-    """Optimizer and argument checks shared by :class:`SimCLR` and :class:`MoCo`."""
+    """Backbone, hyperparameters, optimizer and argument checks shared by :class:`SimCLR` and
+    :class:`MoCo`."""
 
     def __init__(
         self,
+        backbone: nn.Module | None,
+        feature_dim: int | None,
+        loss: str | nn.Module,
         lr: float,
         momentum: float,
         weight_decay: float,
@@ -92,28 +102,18 @@ class ContrastiveModule(pl.LightningModule):
         lr_milestones: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-        milestones = tuple(lr_milestones or ())
-        if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones):
-            raise ValueError(f"lr_milestones must be epochs (ints >= 1), got {lr_milestones!r}")
-        self.optimizer_name = optimizer
-        self.lr_milestones = milestones
-        for name, value, low in (
-            ("lr", lr, 0.0),
-            ("momentum", momentum, None),
-            ("weight_decay", weight_decay, None),
-        ):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            ok = ok and math.isfinite(value) and (value > low if low is not None else value >= 0)
-            if not ok:
-                bound = "> 0" if low is not None else ">= 0"
-                raise ValueError(f"{name} must be a finite float {bound}, got {value!r}")
-        check_int(max_epochs, "max_epochs", minimum=1, optional=True)
-        self.lr = float(lr)
-        self.momentum = float(momentum)
-        self.weight_decay = float(weight_decay)
-        self._max_epochs = max_epochs
+        # Lightning collects the arguments of every __init__ up the call chain, so the
+        # subclass's own arguments (hidden_dim, temperature, ...) are saved too.
+        self.save_hyperparameters(
+            ignore=["backbone", "loss"] if not isinstance(loss, str) else ["backbone"]
+        )
+        self.optimizer_name = check_choice(optimizer, "optimizer", OPTIMIZERS)
+        self.lr_milestones = check_ints(lr_milestones or (), "lr_milestones", minimum=1)
+        self.lr = check_positive(lr, "lr")
+        self.momentum = check_non_negative(momentum, "momentum")
+        self.weight_decay = check_non_negative(weight_decay, "weight_decay")
+        self._max_epochs = check_int(max_epochs, "max_epochs", minimum=1, optional=True)
+        self.backbone, self.feature_dim = resolve_backbone(backbone, feature_dim)
 
     @property
     def max_epochs(self) -> int:

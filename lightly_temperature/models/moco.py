@@ -13,10 +13,10 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import Tensor, nn
 
+from lightly_temperature._validation import check_unit_interval
 from lightly_temperature.models._base import (
     ContrastiveModule,
     make_loss,
-    resolve_backbone,
     two_views,
 )
 
@@ -64,15 +64,19 @@ class MoCo(ContrastiveModule):
         gather_distributed: bool = True,
         **loss_kwargs: Any,
     ) -> None:
-        super().__init__(lr, momentum, weight_decay, max_epochs, optimizer, lr_milestones)
-        self.save_hyperparameters(
-            ignore=["backbone", "loss"] if not isinstance(loss, str) else ["backbone"]
+        super().__init__(
+            backbone,
+            feature_dim,
+            loss,
+            lr,
+            momentum,
+            weight_decay,
+            max_epochs,
+            optimizer,
+            lr_milestones,
         )
-        if not isinstance(momentum_start, (int, float)) or not 0.0 <= momentum_start <= 1.0:
-            raise ValueError(f"momentum_start must be a float in [0, 1], got {momentum_start!r}")
-        self.momentum_start = float(momentum_start)
-        self.backbone, feature_dim = resolve_backbone(backbone, feature_dim)
-        self.projection_head = MoCoProjectionHead(feature_dim, hidden_dim, output_dim)
+        self.momentum_start = check_unit_interval(momentum_start, "momentum_start")
+        self.projection_head = MoCoProjectionHead(self.feature_dim, hidden_dim, output_dim)
         self.backbone_momentum = copy.deepcopy(self.backbone)
         self.projection_head_momentum = copy.deepcopy(self.projection_head)
         deactivate_requires_grad(self.backbone_momentum)

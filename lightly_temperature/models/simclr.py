@@ -12,7 +12,6 @@ from torch import Tensor, nn
 from lightly_temperature.models._base import (
     ContrastiveModule,
     make_loss,
-    resolve_backbone,
     two_views,
 )
 
@@ -67,12 +66,18 @@ class SimCLR(ContrastiveModule):
         gather_distributed: bool = True,
         **loss_kwargs: Any,
     ) -> None:
-        super().__init__(lr, momentum, weight_decay, max_epochs, optimizer, lr_milestones)
-        self.save_hyperparameters(
-            ignore=["backbone", "loss"] if not isinstance(loss, str) else ["backbone"]
+        super().__init__(
+            backbone,
+            feature_dim,
+            loss,
+            lr,
+            momentum,
+            weight_decay,
+            max_epochs,
+            optimizer,
+            lr_milestones,
         )
-        self.backbone, feature_dim = resolve_backbone(backbone, feature_dim)
-        self.projection_head = SimCLRProjectionHead(feature_dim, hidden_dim, output_dim)
+        self.projection_head = SimCLRProjectionHead(self.feature_dim, hidden_dim, output_dim)
         self.criterion = make_loss(loss, {"gather_distributed": gather_distributed}, loss_kwargs)
 
     def forward(self, x: Tensor) -> Tensor:

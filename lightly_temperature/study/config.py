@@ -9,11 +9,20 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any, get_args
 
-from lightly_temperature._validation import HardNegatives, check_hard_negatives
+from lightly_temperature._validation import (
+    HardNegatives,
+    check_choice,
+    check_hard_negatives,
+    check_int,
+    check_ints,
+    check_non_negative,
+    check_positive,
+)
+from lightly_temperature.models._base import OPTIMIZERS
+from lightly_temperature.study.models import BACKBONES
 
 METHODS = ("simclr", "moco")
 #: Losses in the default grid, in the order of the paper's Table 1.
@@ -32,17 +41,6 @@ DISPLAY_NAMES = {
     "hard_simple": "HardSimple",
 }
 PRESETS = ("digits", "paper")
-
-
-OPTIMIZERS = ("adamw", "sgd")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def lightning_precisions() -> tuple[Any, ...]:
@@ -198,49 +196,27 @@ class StudyConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        check_choice(self.method, "method", METHODS)
         if not self.losses:
             raise ValueError("losses must name at least one loss, got none")
         if not self.temperatures:
             raise ValueError("temperatures must hold at least one temperature, got none")
-        for tau in tuple(self.temperatures) + (self.simple_temperature,):
-            if not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 0:
-                raise ValueError(f"temperature must be a finite number > 0, got {tau!r}")
+        for tau in (*self.temperatures, self.simple_temperature):
+            check_positive(tau, "temperature")
         self.hard_negatives = check_hard_negatives(self.hard_negatives)
-        if self.threads is not None and int(self.threads) < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
-            )
-        for name, value in (("lr", self.lr), ("knn_t", self.knn_t)):
-            if not _is_number(value) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        if (
-            not _is_number(self.weight_decay)
-            or not math.isfinite(self.weight_decay)
-            or self.weight_decay < 0
-        ):
-            raise ValueError(
-                f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}"
-            )
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_choice(self.backbone, "backbone", BACKBONES)
+        check_positive(self.lr, "lr")
+        check_positive(self.knn_t, "knn_t")
+        check_non_negative(self.weight_decay, "weight_decay")
         # BatchNorm cannot train on a batch of one sample.
         minimum = {"epochs": 1, "batch_size": 2, "hidden_dim": 1, "output_dim": 1}
         minimum.update(image_size=1, knn_k=1, num_workers=0, memory_bank_size=0)
         for name, low in minimum.items():
-            value = getattr(self, name)
-            if not _is_int(value) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if self.max_eval_samples is not None and (
-            not _is_int(self.max_eval_samples) or self.max_eval_samples < 1
-        ):
-            raise ValueError(
-                f"max_eval_samples must be None or an integer >= 1, got {self.max_eval_samples!r}"
-            )
-        for milestone in self.lr_milestones:
-            if not _is_int(milestone) or milestone < 1:
-                raise ValueError(f"lr_milestones must be epochs >= 1, got {self.lr_milestones!r}")
+            check_int(getattr(self, name), name, low)
+        check_int(self.max_eval_samples, "max_eval_samples", 1, optional=True)
+        check_int(self.threads, "threads", 1, optional=True)
+        check_ints(self.lr_milestones, "lr_milestones", 1)
         check_precision(self.precision)
 
     def runs(self) -> list[RunSpec]:
