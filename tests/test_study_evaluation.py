@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lightly_temperature import TemperatureAnalysis, uniformity
+from lightly_temperature.figures import save_similarity_figure
 from lightly_temperature.study import StudyConfig, run_study, runner
 from lightly_temperature.study.data import load_digits_data
 
@@ -69,11 +70,11 @@ def watched_study(tmp_path_factory):
         for row in _rows(output / "logs" / run.name / "metrics.csv")
         if row.get("temperature_analysis/uniformity")
     ]
-    return output, data, modules[0], logged
+    return output, data, modules[0], logged, run
 
 
 def test_results_and_report_hold_the_values_temperature_analysis_logs(watched_study):
-    output, _, _, logged = watched_study
+    output, _, _, logged, _ = watched_study
     (logged_row,) = logged  # one evaluation: at the end of the run's last epoch
     (result,) = _rows(output / "results.csv")
     report = (output / "report.md").read_text()
@@ -87,10 +88,23 @@ def test_results_and_report_hold_the_values_temperature_analysis_logs(watched_st
 def test_uniformity_and_tolerance_are_of_the_plain_test_images(watched_study):
     # The study's definition (docs/study.md): uniformity of the embeddings of the plain
     # (un-augmented) test images, not of an augmented view.
-    output, data, module, _ = watched_study
+    output, data, module, _, _ = watched_study
     images, _ = next(iter(data.plain_loader("test", batch_size=len(data.test_plain))))
     module.eval()
     with torch.no_grad():
         z = module.projection_head(module.backbone(images).flatten(start_dim=1))
     (result,) = _rows(output / "results.csv")
     assert float(result["uniformity"]) == pytest.approx(uniformity(z).item(), rel=1e-5)
+
+
+def test_per_run_figure_is_the_callbacks_renderer(watched_study, tmp_path):
+    # The study's PNG of a run is TemperatureAnalysis' figure of the run's similarities.
+    output, _, _, _, run = watched_study
+    saved = torch.load(output / "similarities" / f"{run.name}.pt")
+    assert saved["positive"].shape == (359,) and saved["negatives"].shape == (359, 10)
+    title = "simclr Contrastive, τ = 0.3, seed 3"
+    save_similarity_figure(
+        tmp_path / "callback.png", saved["positive"], saved["negatives"], title, 10
+    )
+    study_png = (output / "similarities" / f"{run.name}.png").read_bytes()
+    assert study_png == (tmp_path / "callback.png").read_bytes()

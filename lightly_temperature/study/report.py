@@ -253,8 +253,8 @@ def write_report(
     lines += [
         "## Metrics",
         "",
-        "- **uniformity** = −L_uniformity (t = 2) of the normalised embeddings of the test "
-        "images: higher means the embeddings spread more evenly over the hypersphere.",
+        "- **uniformity** = −L_uniformity (t = 2) of the normalised embeddings of the plain "
+        "test images: higher means the embeddings spread more evenly over the hypersphere.",
         "- **tolerance**: mean cosine similarity of test embeddings of the same class: higher "
         "means semantically similar samples are kept closer together.",
         "- **alignment**: mean squared distance between the embeddings of two augmented views "
@@ -262,6 +262,8 @@ def write_report(
         "anchor to its positive and to its 10 most similar other samples (paper Fig. 8).",
         "- **kNN / linear acc.**: test accuracy of Lightly's weighted kNN and of a logistic "
         "regression on the frozen backbone features.",
+        "- All analysis metrics are those `TemperatureAnalysis` logs for the trained module "
+        "and these probes (`lightly_temperature.probe`), on the projection head's output.",
         "",
         "## Plots",
         "",

@@ -29,6 +29,7 @@ from lightly_temperature.study.config import (
     TEMPERATURE_FREE_LOSSES,
     RunSpec,
     StudyConfig,
+    display_name,
     format_hard_negatives,
 )
 from lightly_temperature.study.data import StudyData, load_study_data
@@ -248,5 +249,15 @@ def _save_similarities(
     folder = output / SIMILARITY_DIR
     folder.mkdir(parents=True, exist_ok=True)
     torch.save({"positive": positive, "negatives": negatives}, folder / f"{run.name}.pt")
-    title = run.describe() + (" (no τ)" if run.loss in TEMPERATURE_FREE_LOSSES else "")
-    save_similarity_figure(folder / f"{run.name}.png", positive, negatives, title, TOP_K)
+    save_similarity_figure(folder / f"{run.name}.png", positive, negatives, _title(run), TOP_K)
+
+
+def _title(run: RunSpec) -> str:
+    """``simclr HardContrastive, τ = 0.3, K = 0.0819, seed 0``: fits the figure's width."""
+    tau = "no τ" if run.loss in TEMPERATURE_FREE_LOSSES else f"τ = {run.temperature:g}"
+    k = format_hard_negatives(run.hard_negatives)
+    return (
+        f"{run.method} {display_name(run.loss)}, {tau}"
+        + (f", K = {k}" if k else "")
+        + (f", seed {run.seed}")
+    )
