@@ -7,7 +7,7 @@ batch is ``(views, labels)`` and ``batch[0]`` is the list of view batches, as in
 examples.
 
 The augmentation, :class:`DigitsAugment`, works on whole batches: a ``DataLoader`` fetches a
-batch of :class:`DigitsViews` through its ``__getitems__`` and augments it at once (about 100x
+batch of :class:`DigitsViews` through its ``__getitems__`` and augments it at once (about 30x
 faster than one image at a time on a CPU). Indexing one item augments that image alone with the
 same random law, so per-sample seeding (as :class:`~lightly_temperature.TemperatureAnalysis`
 does for its probe) and ``LightlyDataset.from_torch_dataset`` work as with any data set.
