@@ -27,11 +27,8 @@ from lightly_temperature import (
     tolerance,
     uniformity,
 )
-from lightly_temperature.callbacks._outputs import (
-    SimilarityFigure,
-    log_histograms,
-    save_similarity_figure,
-)
+from lightly_temperature.callbacks._outputs import log_histograms
+from lightly_temperature.figures import SimilarityFigure, save_similarity_figure
 from lightly_temperature.losses import SimilarityBatch
 from tests._simclr_digits import TinySimCLR, digits_tensors, probe_loader, train_loader
 from tests.conftest import make_trainer, read_csv
@@ -173,7 +170,7 @@ def _direct_metrics(model, loader):
     model.eval()
     z0s, z1s, labels = [], [], []
     with torch.no_grad():
-        for (x0, x1), y, _ in loader:
+        for (x0, x1), y in loader:
             z0s.append(model(x0))
             z1s.append(model(x1))
             labels.append(y)
@@ -472,21 +469,21 @@ def test_digits_helper_is_real_data():
 def test_iterable_probe_takes_the_first_max_samples(tmp_path):
     from torch.utils.data import IterableDataset
 
-    from tests._simclr_digits import TwoViewDigits
+    from lightly_temperature.data import digits_dataset
+    from tests._simclr_digits import FIXED_VIEWS
 
-    images, labels = digits_tensors(100)
+    dataset = digits_dataset(indices=range(100), augment=FIXED_VIEWS)
 
-    class Stream(IterableDataset):
+    class Stream(IterableDataset):  # LightlyDataset's (views, label, filename) items
         def __iter__(self):
-            dataset = TwoViewDigits(images, labels, augmented=False)
-            return (dataset[i] for i in range(len(dataset)))
+            return ((*dataset[i], f"{i}.png") for i in range(len(dataset)))
 
     probe = DataLoader(Stream(), batch_size=16)
     analysis = TemperatureAnalysis(probe, max_samples=40, save_figures=False, save_csv=False)
     model = TinySimCLR(lr=0.0, batch_norm=False)
     make_trainer(tmp_path, 1, [analysis], limit_train_batches=1).fit(model, train_loader(128, 64))
     assert analysis.history[-1]["num_samples"] == 40
-    first40 = DataLoader(TwoViewDigits(images[:40], labels[:40], augmented=False), batch_size=40)
+    first40 = DataLoader(digits_dataset(indices=range(40), augment=FIXED_VIEWS), batch_size=40)
     assert analysis.history[-1]["uniformity"] == pytest.approx(
         _direct_metrics(model, first40)["uniformity"], rel=1e-5
     )

@@ -1,4 +1,5 @@
-"""Where the callbacks' results go: loggers, histograms, a PNG figure and a CSV history."""
+"""Where the callbacks' results go: loggers, histograms and a CSV history (the PNG figure is
+:mod:`lightly_temperature.figures`)."""
 
 from __future__ import annotations
 
@@ -48,103 +49,6 @@ def log_histograms(trainer: Any, histograms: Mapping[str, Tensor], step: int) ->
             }
             payload["trainer/global_step"] = step
             experiment.log(payload)
-
-
-#: Bin edges of the similarity histograms: 100 bins of width 0.02 on [-1, 1].
-SIMILARITY_BINS = [i / 50 - 1 for i in range(101)]
-
-
-class SimilarityFigure:
-    """PNG of the positive vs top-k negative similarity distributions (paper Fig. 8), drawn
-    again and again into one figure.
-
-    The figure, its axes, labels, legend and the two filled step patches (Matplotlib's
-    ``stairs``: the picture of ``hist(histtype="stepfilled", density=True)``) are built on the
-    first :meth:`save`, and the parts that never change (the x axis, its labels, the frame
-    background) are rendered once and kept as a pixel buffer. Every call then restores that
-    buffer and draws only what changes: the two histograms, the y axis (its range follows the
-    data), the spines, the legend and the title, in the order a full draw uses. The pixels are
-    those of a full ``savefig`` of the same figure; drawing them costs about 5x less than
-    building and drawing a new figure per evaluation (this runs inside the training loop).
-    Matplotlib's object API with the Agg canvas: no global backend switch, no pyplot.
-    Matplotlib style settings (rcParams) are read when the figure is built.
-
-    Example:
-        >>> figure = SimilarityFigure(k=10)
-        >>> figure.save("epoch0.png", positive, negatives, "epoch 0")  # (A,), (A, 10)
-    """
-
-    DPI = 100
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-        self._parts: tuple[Any, ...] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:  # the Matplotlib objects are rebuilt when needed
-        return {"k": self.k, "_parts": None}
-
-    def _build(self) -> tuple[Any, ...]:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        figure = Figure(figsize=(5, 3.5), dpi=self.DPI)
-        canvas = FigureCanvasAgg(figure)
-        ax = figure.add_subplot(1, 1, 1)
-        zeros = [0.0] * (len(SIMILARITY_BINS) - 1)
-        patches = [  # C0, C1: the first colours of the property cycle, as ax.hist takes them
-            ax.stairs(zeros, SIMILARITY_BINS, fill=True, alpha=0.6, color=color, label=label)
-            for color, label in (("C0", "positive"), ("C1", f"top-{self.k} negatives"))
-        ]
-        ax.set_xlabel("cosine similarity")
-        ax.set_ylabel("density")
-        ax.set_xlim(-1, 1)
-        title = ax.set_title("", fontsize=9)
-        legend = ax.legend(loc="upper left", fontsize=8)
-        # fixed margins: tight_layout would draw the figure twice
-        figure.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.9)
-        # What changes is "animated": left out of canvas.draw(), drawn by save() on top of
-        # the background, in z-order (stable, as Axes.draw sorts its children).
-        changing = [*patches, ax.yaxis, *ax.spines.values(), legend, title]
-        for artist in changing:
-            artist.set_animated(True)
-        changing.sort(key=lambda artist: artist.get_zorder())
-        canvas.draw()
-        background = canvas.copy_from_bbox(figure.bbox)
-        return figure, canvas, ax, patches, title, changing, background
-
-    def save(self, path: str, positive: Tensor, negatives: Tensor, title: str) -> None:
-        import numpy as np
-        from matplotlib.image import imsave
-
-        if self._parts is None:
-            self._parts = self._build()
-        figure, canvas, ax, patches, title_artist, changing, background = self._parts
-        top = 0.0
-        for patch, values in zip(patches, (positive, negatives)):
-            density, _ = np.histogram(
-                values.detach().float().cpu().reshape(-1).numpy(),
-                bins=SIMILARITY_BINS,
-                density=True,
-            )
-            density = np.nan_to_num(density)  # no value inside [-1, 1]: an empty histogram
-            patch.set_data(density)
-            top = max(top, float(density.max()))
-        ax.set_ylim(0, 1.05 * top if top > 0 else 1.0)  # Matplotlib's 5 % autoscale margin
-        title_artist.set_text(title)
-        canvas.restore_region(background)
-        for artist in changing:
-            ax.draw_artist(artist)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        # what FigureCanvasAgg.print_png does with the buffer
-        imsave(path, np.asarray(canvas.buffer_rgba()), format="png", origin="upper", dpi=self.DPI)
-
-
-def save_similarity_figure(
-    path: str, positive: Tensor, negatives: Tensor, title: str, k: int
-) -> None:
-    """One-off PNG of the positive vs top-k negative similarity distributions (paper Fig. 8);
-    :class:`SimilarityFigure` reuses its figure over many calls."""
-    SimilarityFigure(k).save(path, positive, negatives, title)
 
 
 class CSVHistory:

@@ -8,7 +8,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
@@ -16,37 +15,22 @@ from torch import Tensor
 from lightly_temperature._validation import check_int
 from lightly_temperature.callbacks._outputs import (
     CSVHistory,
-    SimilarityFigure,
     current_log_step,
     log_histograms,
     log_to_loggers,
 )
-from lightly_temperature.callbacks._probe import (
+from lightly_temperature.figures import SimilarityFigure
+from lightly_temperature.probe import (
+    AVAILABLE_METRICS,
     EmbedFn,
     ProbeEmbeddings,
+    ProbeMetrics,
+    check_metrics,
     check_not_empty,
     default_embed,
     embed_probe,
-    gather_probe,
-    iterate_probe,
-)
-from lightly_temperature.metrics import (
-    alignment,
-    effective_rank,
-    positive_and_top_negative_similarities,
-    std_of_l2_normalized,
-    tolerance,
-    uniformity,
-)
-
-#: Metric groups TemperatureAnalysis can compute.
-AVAILABLE_METRICS = (
-    "uniformity",
-    "alignment",
-    "tolerance",
-    "similarities",
-    "effective_rank",
-    "std_of_l2_normalized",
+    metric_names,
+    probe_metrics,
 )
 
 PREFIX = "temperature_analysis/"
@@ -117,19 +101,13 @@ class TemperatureAnalysis(Callback):
         self.max_samples = check_int(max_samples, "max_samples", minimum=2, optional=True)
         self.top_k: int = check_int(top_k, "top_k", minimum=1)
         self.chunk_size: int = check_int(chunk_size, "chunk_size", minimum=1)
-        if isinstance(metrics, str):
-            metrics = (metrics,)
-        unknown = [m for m in metrics if m not in AVAILABLE_METRICS]
-        if unknown or not metrics:
-            raise ValueError(
-                f"metrics must be a non-empty selection of {AVAILABLE_METRICS}, got {metrics!r}"
-            )
+        selected = check_metrics(metrics)
         if embed is not None and not callable(embed):
             raise ValueError(f"embed must be callable (pl_module, images) -> tensor, got {embed!r}")
         if dataloader is not None:
             check_not_empty(dataloader, "dataloader")
         self.dataloader = dataloader
-        self.metrics = tuple(m for m in AVAILABLE_METRICS if m in metrics)
+        self.metrics = selected
         self.embed = embed if embed is not None else default_embed
         self.seed = int(seed)
         self.save_figures = bool(save_figures)
@@ -146,13 +124,7 @@ class TemperatureAnalysis(Callback):
     @property
     def metric_names(self) -> list[str]:
         """Names (without the ``temperature_analysis/`` prefix) of the values logged."""
-        names: list[str] = []
-        for metric in self.metrics:
-            if metric == "similarities":
-                names += ["positive_similarity", f"top{self.top_k}_negative_similarity"]
-            else:
-                names.append(metric)
-        return names
+        return metric_names(self.metrics, self.top_k)
 
     @property
     def state_key(self) -> str:
@@ -218,58 +190,50 @@ class TemperatureAnalysis(Callback):
     # --- the metric pass ------------------------------------------------------------------
 
     def evaluate(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
-        """Embeds the probe, computes the metrics, writes the outputs; returns the values."""
+        """Embeds the probe, computes the metrics, writes the outputs; returns the values.
+
+        The two steps are :func:`lightly_temperature.probe.embed_probe` and
+        :func:`lightly_temperature.probe.probe_metrics`.
+        """
         if self._probe is None:
             self.on_train_start(trainer, pl_module)
-        indices, probe = self._embed(trainer, pl_module)
+        probe = self._embed(trainer, pl_module)
         if probe.num_samples < 2:
             raise ValueError(
                 f"the probe dataloader gave {probe.num_samples} sample(s): TemperatureAnalysis "
                 "needs at least 2"
             )
-        values, positive, negatives = self._compute(probe)
+        result = self._compute(probe)
         row = {
             "epoch": trainer.current_epoch,
             "step": trainer.global_step,
             "num_samples": probe.num_samples,
-            **values,
+            **result.values,
         }
         self.history.append(row)
         log_dir = trainer.log_dir or trainer.default_root_dir  # a collective: every rank calls it
         if trainer.is_global_zero:
-            self._write(trainer, log_dir, positive, negatives)
-        return values
+            self._write(trainer, log_dir, result.positive, result.negatives)
+        return result.values
 
-    def _embed(self, trainer: Trainer, pl_module: LightningModule):
-        world_size, rank = trainer.world_size, trainer.global_rank
+    def _embed(self, trainer: Trainer, pl_module: LightningModule) -> ProbeEmbeddings:
         forward_context = getattr(trainer.precision_plugin, "forward_context", None)
-        forward_context = forward_context or contextlib.nullcontext
-        modes = {module: module.training for module in pl_module.modules()}
-        pl_module.eval()
-        try:
-            # Forked RNG: the probe's loader and augmentations leave training's RNG untouched.
-            devices = [pl_module.device] if pl_module.device.type == "cuda" else []
-            with torch.no_grad(), torch.random.fork_rng(devices=devices):
-                torch.default_generator.manual_seed(self.seed)  # CPU only: CUDA RNGs untouched
-                batches, sharded = iterate_probe(
-                    self._probe, self.max_samples, self.seed, rank, world_size
-                )
-                indices, probe = embed_probe(
-                    batches, pl_module, self.embed, pl_module.device, forward_context
-                )
-                if sharded:
-                    indices, probe = gather_probe(pl_module, indices, probe)
-        finally:
-            for module, training in modes.items():
-                module.training = training
-        return indices, probe
+        return embed_probe(
+            pl_module,
+            self._probe,
+            self.embed,
+            max_samples=self.max_samples,
+            seed=self.seed,
+            device=pl_module.device,
+            forward_context=forward_context or contextlib.nullcontext,
+            rank=trainer.global_rank,
+            world_size=trainer.world_size,
+            all_gather=pl_module.all_gather,
+        )
 
-    def _compute(self, probe: ProbeEmbeddings):
-        nan = float("nan")
-        values: dict[str, float] = {name: nan for name in self.metric_names}
-        z0, z1, labels = probe.z0, probe.z1, probe.labels
+    def _compute(self, probe: ProbeEmbeddings) -> ProbeMetrics:
         if (
-            z1 is None
+            probe.z1 is None
             and not self._warned_one_view
             and ("alignment" in self.metrics or "similarities" in self.metrics)
         ):
@@ -278,45 +242,12 @@ class TemperatureAnalysis(Callback):
                 "TemperatureAnalysis: the probe gives one view per sample: alignment and the "
                 "positive/negative similarities are skipped (logged as NaN)"
             )
-        if labels is None and "tolerance" in self.metrics and not self._warned_no_labels:
+        if probe.labels is None and "tolerance" in self.metrics and not self._warned_no_labels:
             self._warned_no_labels = True
             rank_zero_warn(
                 "TemperatureAnalysis: the probe has no labels: tolerance is skipped (logged as NaN)"
             )
-        finite = torch.isfinite(z0).all()
-        if z1 is not None:
-            finite = finite & torch.isfinite(z1).all()
-        if not bool(finite):  # one host sync for both views
-            rank_zero_warn(
-                "TemperatureAnalysis: the probe embeddings contain NaN or inf: every metric of "
-                "this evaluation is logged as NaN"
-            )
-            return values, None, None
-        positive = negatives = None
-        # Metric values stay on the device until one transfer at the end (one sync, not one
-        # per metric); tolerance is a float already (it may be skipped, which needs the host).
-        results: dict[str, Tensor] = {}
-        if "uniformity" in self.metrics:
-            results["uniformity"] = uniformity(z0, chunk_size=self.chunk_size)
-        if "alignment" in self.metrics and z1 is not None:
-            results["alignment"] = alignment(z0, z1)
-        if "tolerance" in self.metrics and labels is not None:
-            values["tolerance"] = _tolerance_or_nan(z0, labels)
-        if "similarities" in self.metrics and z1 is not None:
-            k = min(self.top_k, 2 * z0.shape[0] - 2)
-            positive, negatives = positive_and_top_negative_similarities(
-                z0, z1, k=k, chunk_size=self.chunk_size
-            )
-            results["positive_similarity"] = positive.mean()
-            results[f"top{self.top_k}_negative_similarity"] = negatives.mean()
-        if "effective_rank" in self.metrics:
-            results["effective_rank"] = effective_rank(z0)
-        if "std_of_l2_normalized" in self.metrics:
-            results["std_of_l2_normalized"] = std_of_l2_normalized(z0)
-        if results:
-            stacked = torch.stack([v.detach().reshape(()).float() for v in results.values()])
-            values.update(zip(results, stacked.tolist()))
-        return values, positive, negatives
+        return probe_metrics(probe, self.metrics, self.top_k, self.chunk_size)
 
     def _write(
         self,
@@ -346,14 +277,6 @@ class TemperatureAnalysis(Callback):
                 self._figure.save(path, positive, negatives, title)
         if self.save_csv:
             self._csv.write(os.path.join(out_dir, "history.csv"), self.history)
-
-
-def _tolerance_or_nan(z: Tensor, labels: Tensor) -> float:
-    try:
-        return tolerance(z, labels).item()
-    except ValueError as error:  # no two samples share a label
-        rank_zero_warn(f"TemperatureAnalysis: tolerance skipped: {error}")
-        return float("nan")
 
 
 def _val_loader(trainer: Trainer) -> Any | None:

@@ -2,8 +2,10 @@
 
 Every source gives the same :class:`StudyData`: a training set whose batches are shaped like
 Lightly's (``([view0, view1], labels)``), plain (un-augmented) train and test images for the
-kNN and linear evaluation, and a two-view probe of the test split for alignment and the
-positive / top-10 negative similarities. Nothing is ever downloaded.
+kNN and linear evaluation, uniformity and tolerance, and a two-view probe of the test split for
+alignment and the positive / top-10 negative similarities. The digits are the package's
+:func:`lightly_temperature.data.digits_dataset` pipeline (batched ``DigitsAugment`` views).
+Nothing is ever downloaded.
 
 Example:
     >>> from lightly_temperature.study.data import load_study_data
@@ -14,18 +16,14 @@ Example:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
-from torch import Tensor, nn
-from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
 
-from lightly_temperature.data import load_digits_tensors
+from lightly_temperature.data import DigitsViews, load_digits_tensors
 
 #: ``--dataset`` names and the torchvision class reading their local files.
 TORCHVISION_DATASETS = ("cifar10", "cifar100", "svhn")
@@ -33,89 +31,6 @@ TORCHVISION_DATASETS = ("cifar10", "cifar100", "svhn")
 
 class StudyDataError(ValueError):
     """A data source that cannot be used (missing path, empty folder, unknown dataset)."""
-
-
-class DigitsAugment(nn.Module):
-    """Batched augmentations for small grayscale images (scikit-learn's 8x8 digits).
-
-    Each image gets its own random affine warp (rotation, scale, shear, translation; no flips:
-    a flipped digit is another digit), a random contrast/brightness change, Gaussian pixel noise
-    and, with probability ``erase_prob``, a random square cut out. Runs on the images' device.
-
-    Example:
-        >>> augment = DigitsAugment()
-        >>> view0, view1 = augment(images), augment(images)  # images: (N, 1, 8, 8) in [0, 1]
-    """
-
-    def __init__(
-        self,
-        degrees: float = 15.0,
-        scale: tuple[float, float] = (0.85, 1.15),
-        shear: float = 0.15,
-        translate: float = 0.15,
-        contrast: tuple[float, float] = (0.6, 1.4),
-        noise: float = 0.1,
-        erase_prob: float = 0.5,
-        erase_size: int = 3,
-    ) -> None:
-        super().__init__()
-        self.degrees = degrees
-        self.scale = scale
-        self.shear = shear
-        self.translate = translate
-        self.contrast = contrast
-        self.noise = noise
-        self.erase_prob = erase_prob
-        self.erase_size = erase_size
-
-    def forward(self, images: Tensor) -> Tensor:
-        n, _, h, w = images.shape
-        device, dtype = images.device, images.dtype
-
-        def uniform(low: float, high: float) -> Tensor:
-            return torch.empty(n, device=device, dtype=dtype).uniform_(low, high)
-
-        angle = uniform(-self.degrees, self.degrees) * (math.pi / 180.0)
-        scale = uniform(*self.scale)
-        shear = uniform(-self.shear, self.shear)
-        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-        theta = torch.stack(
-            [
-                torch.stack([cos, -sin + shear, uniform(-self.translate, self.translate)], 1),
-                torch.stack([sin, cos, uniform(-self.translate, self.translate)], 1),
-            ],
-            1,
-        )
-        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-        out = F.grid_sample(
-            images, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-        )
-        gain = uniform(*self.contrast).view(n, 1, 1, 1)
-        out = out * gain + torch.randn_like(out) * self.noise
-        if self.erase_prob > 0:
-            ys = torch.arange(h, device=device).view(1, h, 1)
-            xs = torch.arange(w, device=device).view(1, 1, w)
-            top = torch.randint(0, h - self.erase_size + 1, (n, 1, 1), device=device)
-            left = torch.randint(0, w - self.erase_size + 1, (n, 1, 1), device=device)
-            inside = (ys >= top) & (ys < top + self.erase_size)
-            inside = inside & (xs >= left) & (xs < left + self.erase_size)
-            erase = inside & (torch.rand(n, 1, 1, device=device) < self.erase_prob)
-            out = out.masked_fill(erase.unsqueeze(1), 0.0)
-        return out
-
-
-class TwoViewCollate:
-    """Collates ``(image, label)`` samples into Lightly's ``([view0, view1], labels)`` batch,
-    augmenting the whole batch at once with ``augment`` (e.g. :class:`DigitsAugment`)."""
-
-    def __init__(self, augment: Callable[[Tensor], Tensor]) -> None:
-        self.augment = augment
-
-    def __call__(self, samples: Sequence[tuple[Tensor, Tensor]]) -> tuple[list[Tensor], Tensor]:
-        images = torch.stack([s[0] for s in samples])
-        labels = torch.as_tensor([int(s[1]) for s in samples])
-        with torch.no_grad():
-            return [self.augment(images), self.augment(images)], labels
 
 
 class TwoViewDataset(Dataset):
@@ -139,18 +54,15 @@ class StudyData:
 
     Attributes:
         name: a short name for reports (``digits``, ``cifar10``, the folder name).
-        train_views: training samples ``([view0, view1], label)`` or ``(image, label)`` when
-            ``collate`` augments whole batches.
-        collate: collate function of the training loader (None: PyTorch's default).
+        train_views: training samples ``([view0, view1], label)``.
         train_plain: ``(image, label)`` without augmentation, the kNN bank / linear-probe train set.
         test_plain: ``(image, label)`` without augmentation, the evaluation set.
-        test_views: the test split as ``([view0, view1], label)`` (or plain with ``collate``).
+        test_views: the test split as ``([view0, view1], label)``.
         num_classes, in_channels, image_size: what the backbone must accept.
     """
 
     name: str
     train_views: Dataset
-    collate: Callable | None
     train_plain: Dataset
     test_plain: Dataset
     test_views: Dataset
@@ -166,21 +78,23 @@ class StudyData:
             batch_size=min(batch_size, len(self.train_views)),  # type: ignore[arg-type]
             shuffle=True,
             drop_last=True,
-            collate_fn=self.collate,
             generator=generator,
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
         )
 
     def probe_loader(self, batch_size: int, num_workers: int = 0) -> DataLoader:
-        """Two augmented views of the test split, in order (augmentation seeded by the caller)."""
+        """Two augmented views of the test split, ``([view0, view1], labels)``, in order."""
         return DataLoader(
-            self.test_views,
-            batch_size=batch_size,
-            shuffle=False,
-            collate_fn=self.collate,
-            num_workers=num_workers,
+            self.test_views, batch_size=batch_size, shuffle=False, num_workers=num_workers
         )
+
+    def plain_loader(self, split: str, batch_size: int, num_workers: int = 0) -> DataLoader:
+        """``(images, labels)`` of the ``train`` or ``test`` split, without augmentation."""
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        dataset = self.train_plain if split == "train" else self.test_plain
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
 def _stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -197,8 +111,9 @@ def _stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[
 
 def load_digits_data(test_fraction: float = 0.2, split_seed: int = 0) -> StudyData:
     """scikit-learn's digits (1,797 real 8x8 grayscale images, 10 classes), shipped inside
-    scikit-learn: a stratified 80/20 train/test split, pixels scaled to [0, 1], batched
-    :class:`DigitsAugment` views."""
+    scikit-learn: a stratified 80/20 train/test split, pixels scaled to [0, 1], the batched
+    :class:`~lightly_temperature.data.DigitsAugment` views of
+    :class:`~lightly_temperature.data.DigitsViews`."""
     try:
         images, labels = load_digits_tensors()
     except ImportError as error:  # pragma: no cover - scikit-learn is in the "study" extra
@@ -207,15 +122,14 @@ def load_digits_data(test_fraction: float = 0.2, split_seed: int = 0) -> StudyDa
             "pip install 'lightly-temperature[study]'"
         ) from error
     train_index, test_index = _stratified_split(labels, test_fraction, split_seed)
-    train = TensorDataset(images[train_index], labels[train_index])
-    test = TensorDataset(images[test_index], labels[test_index])
+    train_images, train_labels = images[train_index], labels[train_index]
+    test_images, test_labels = images[test_index], labels[test_index]
     return StudyData(
         name="digits",
-        train_views=train,
-        collate=TwoViewCollate(DigitsAugment()),
-        train_plain=train,
-        test_plain=test,
-        test_views=test,
+        train_views=DigitsViews(train_images, train_labels, views=2),
+        train_plain=DigitsViews(train_images, train_labels, views=0),
+        test_plain=DigitsViews(test_images, test_labels, views=0),
+        test_views=DigitsViews(test_images, test_labels, views=2),
         num_classes=10,
         in_channels=1,
         image_size=8,
@@ -283,7 +197,6 @@ def load_folder_data(
     return StudyData(
         name=root.resolve().name,
         train_views=TwoViewDataset(Subset(view_set, train_index.tolist())),
-        collate=None,
         train_plain=_subset(Subset(plain_set, train_index.tolist()), max_eval_samples, split_seed),
         test_plain=test_plain,
         test_views=TwoViewDataset(test_views),
@@ -337,7 +250,6 @@ def load_torchvision_data(
     return StudyData(
         name=name,
         train_views=TwoViewDataset(train_views),
-        collate=None,
         train_plain=_subset(train_plain, max_eval_samples, split_seed),
         test_plain=_subset(test_plain, max_eval_samples, split_seed),
         test_views=TwoViewDataset(_subset(test_views, max_eval_samples, split_seed)),

@@ -1,12 +1,17 @@
-"""Evaluation of one trained run: kNN and linear-probe accuracy on frozen backbone features,
-and the paper's analysis metrics on the normalised embeddings the loss sees.
+"""Evaluation of one trained run, with the library's own pieces: kNN and linear-probe accuracy
+on frozen backbone features, and the analysis metrics of :class:`TemperatureAnalysis`.
 
+- Embedding: :func:`lightly_temperature.probe.embed_probe`, the pass TemperatureAnalysis runs
+  (eval mode, ``torch.no_grad``, each probe sample's augmentations seeded by its index).
+- uniformity (``-L_uniformity``, t = 2) and tolerance: :func:`~lightly_temperature.probe.\
+probe_metrics` of the embeddings of the plain (un-augmented) test images, a one-view probe;
+  alignment and the positive / top-10 negative similarities: ``probe_metrics`` of two
+  augmented views of the test images. Each number is what a ``TemperatureAnalysis`` given that
+  probe (``max_samples=None``, ``seed`` = the run's seed) computes for the trained module.
 - kNN accuracy: Lightly's ``knn_predict`` (cosine similarity, k nearest train features,
   temperature-weighted votes) of each test image against the train features.
 - Linear accuracy: scikit-learn's logistic regression on standardised, frozen backbone
   features of the train split, scored on the test split.
-- uniformity (``-L_uniformity``, t = 2) and tolerance on the embeddings of the plain test
-  images; alignment and the positive / top-10 negative similarities on two augmented views.
 
 Example:
     >>> from lightly_temperature.study.evaluate import evaluate_run
@@ -16,49 +21,38 @@ Example:
 
 from __future__ import annotations
 
-import math
+import contextlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from lightly.utils.benchmarking import knn_predict
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
 
-from lightly_temperature import metrics as _metrics
+from lightly_temperature.probe import default_embed, embed_probe, probe_metrics
 from lightly_temperature.study.data import StudyData
+
+#: The analysis metrics of a run and the probe each is measured on.
+PLAIN_METRICS = ("uniformity", "tolerance")  # the plain test images
+VIEW_METRICS = ("alignment", "similarities")  # two augmented views of the test images
+#: Hardest negatives per anchor of the similarity distributions (the paper's Fig. 8).
+TOP_K = 10
 
 
 @dataclass
 class Evaluation:
-    """Metrics of a run and the raw similarities behind the distribution plot."""
+    """Metrics of a run and the raw similarities behind the distribution plot (None when the
+    embeddings are not finite: then the analysis metrics are NaN)."""
 
     metrics: dict[str, float]
-    positive_similarities: Tensor  # (N,)
-    top_negative_similarities: Tensor  # (N, 10)
+    positive_similarities: Tensor | None  # (N,)
+    top_negative_similarities: Tensor | None  # (N, 10)
 
 
-@torch.no_grad()
-def _embed_plain(
-    fn: Callable[[Tensor], Tensor], loader: DataLoader, device: torch.device
-) -> tuple[Tensor, Tensor]:
-    outputs, labels = [], []
-    for images, targets in loader:
-        outputs.append(fn(images.to(device)).flatten(start_dim=1).float())
-        labels.append(torch.as_tensor(targets).to(device))
-    return torch.cat(outputs), torch.cat(labels)
-
-
-@torch.no_grad()
-def _embed_views(
-    fn: Callable[[Tensor], Tensor], loader: DataLoader, device: torch.device
-) -> tuple[Tensor, Tensor]:
-    z0, z1 = [], []
-    for views, _ in loader:
-        z0.append(fn(views[0].to(device)).float())
-        z1.append(fn(views[1].to(device)).float())
-    return torch.cat(z0), torch.cat(z1)
+def backbone_features(module: nn.Module, x: Tensor) -> Tensor:
+    """``backbone(x).flatten(1)``: the frozen features of the kNN and linear probes."""
+    return module.backbone(x).flatten(start_dim=1)  # type: ignore[operator]
 
 
 def knn_accuracy(
@@ -104,52 +98,37 @@ def evaluate_run(
     knn_k: int = 20,
     knn_t: float = 0.1,
     seed: int = 0,
+    forward_context: Callable[[], Any] = contextlib.nullcontext,
 ) -> Evaluation:
     """Evaluates ``model`` (with ``backbone`` and ``projection_head`` attributes) on ``data``.
 
-    Runs in eval mode under ``torch.no_grad``; the augmentations of the probe views are seeded
-    with ``seed`` so every run of a study sees the same views.
+    ``seed`` seeds the probe views' augmentations (per sample, as TemperatureAnalysis does);
+    ``forward_context`` is the context of each forward (the trainer's precision).
     """
-    was_training = model.training
-    model.eval()
     model.to(device)
-    backbone: nn.Module = model.backbone  # type: ignore[assignment]
-    head: nn.Module = model.projection_head  # type: ignore[assignment]
 
-    def features(x: Tensor) -> Tensor:
-        return backbone(x).flatten(start_dim=1)
+    def embed(loader, embed_fn=default_embed):
+        return embed_probe(
+            model, loader, embed_fn, seed=seed, device=device, forward_context=forward_context
+        )
 
-    def embed(x: Tensor) -> Tensor:
-        return head(features(x))
-
-    try:
-        plain = {"batch_size": batch_size, "shuffle": False}
-        train_x, train_y = _embed_plain(features, DataLoader(data.train_plain, **plain), device)
-        test_x, test_y = _embed_plain(features, DataLoader(data.test_plain, **plain), device)
-        z, z_labels = _embed_plain(embed, DataLoader(data.test_plain, **plain), device)
-        devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            z0, z1 = _embed_views(embed, data.probe_loader(batch_size), device)
-    finally:
-        model.train(was_training)
-
-    with torch.no_grad():
-        # 10 as in the paper's Fig. 8, fewer only for a probe of fewer than 6 samples.
-        k = min(10, 2 * z0.shape[0] - 2)
-        positive, negatives = _metrics.positive_and_top_negative_similarities(z0, z1, k=k)
-        metrics = {
-            "knn_accuracy": knn_accuracy(
-                train_x, train_y, test_x, test_y, data.num_classes, k=knn_k, t=knn_t
-            ),
-            "linear_accuracy": linear_accuracy(train_x, train_y, test_x, test_y),
-            "uniformity": _metrics.uniformity(z).item(),
-            "alignment": _metrics.alignment(z0, z1).item(),
-            # NaN (not an error) for a probe without two samples of one class.
-            "tolerance": _metrics.tolerance(z, z_labels).item()
-            if torch.bincount(z_labels).max().item() >= 2
-            else math.nan,
-            "positive_similarity": positive.mean().item(),
-            "top10_negative_similarity": negatives.mean().item(),
-        }
-    return Evaluation(metrics, positive.cpu(), negatives.cpu())
+    train = embed(data.plain_loader("train", batch_size), backbone_features)
+    test = embed(data.plain_loader("test", batch_size), backbone_features)
+    plain = probe_metrics(embed(data.plain_loader("test", batch_size)), PLAIN_METRICS)
+    views = probe_metrics(embed(data.probe_loader(batch_size)), VIEW_METRICS, top_k=TOP_K)
+    if train.labels is None or test.labels is None:
+        raise ValueError("the plain train and test loaders must give (images, labels) batches")
+    metrics = {
+        "knn_accuracy": knn_accuracy(
+            train.z0, train.labels, test.z0, test.labels, data.num_classes, k=knn_k, t=knn_t
+        ),
+        "linear_accuracy": linear_accuracy(train.z0, train.labels, test.z0, test.labels),
+        **plain.values,
+        **views.values,
+    }
+    positive, negatives = views.positive, views.negatives
+    return Evaluation(
+        metrics,
+        None if positive is None else positive.cpu(),
+        None if negatives is None else negatives.cpu(),
+    )

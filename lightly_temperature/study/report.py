@@ -14,7 +14,9 @@ from pathlib import Path
 
 import torch
 
+from lightly_temperature.figures import save_similarity_grid
 from lightly_temperature.study.config import TEMPERATURE_FREE_LOSSES, display_name
+from lightly_temperature.study.evaluate import TOP_K
 from lightly_temperature.study.results import METRIC_COLUMNS
 
 #: Metric rows of the Table-1-shaped table: (column, label, scale).
@@ -170,54 +172,18 @@ def plot_metrics(
     return paths
 
 
-def plot_similarity_distribution(
-    positive: torch.Tensor, negatives: torch.Tensor, path: str | Path, title: str, ax=None
-) -> Path | None:
-    """Histogram of the positive similarities and of the top-10 negative similarities of all
-    anchors (the paper's Fig. 8). Saves to ``path`` unless an axis is given."""
-    plt = _pyplot()
-    own = ax is None
-    if own:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-    bins = torch.linspace(-1, 1, 81).numpy()
-    ax.hist(
-        negatives.flatten().numpy(), bins=bins, alpha=0.6, density=True, label="top-10 negatives"
-    )
-    ax.hist(positive.flatten().numpy(), bins=bins, alpha=0.6, density=True, label="positive")
-    ax.set_xlim(-1, 1)
-    ax.set_xlabel("cosine similarity")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    if own:
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        return path
-    return None
-
-
 def plot_similarity_grid(runs: Sequence[tuple[str, str, Path]], path: Path) -> Path | None:
-    """All runs' distributions in one figure, from the ``.pt`` files saved per run.
+    """All runs' similarity distributions in one figure (the renderer of
+    :mod:`lightly_temperature.figures`), from the ``.pt`` files saved per run.
     ``runs``: (loss label, tau label, file) in display order."""
     runs = [r for r in runs if r[2].exists()]
     if not runs:
         return None
-    plt = _pyplot()
-    cols = min(4, len(runs))
-    rows = math.ceil(len(runs) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    for ax in axes.flat[len(runs) :]:
-        ax.set_visible(False)
-    for ax, (loss, tau, file) in zip(axes.flat, runs):
+    panels = []
+    for loss, tau, file in runs:
         saved = torch.load(file)
-        plot_similarity_distribution(
-            saved["positive"], saved["negatives"], path, f"{loss}, {tau}", ax=ax
-        )
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+        panels.append((f"{loss}, {tau}", saved["positive"], saved["negatives"]))
+    save_similarity_grid(path, panels, k=TOP_K)
     return path
 
 
@@ -287,8 +253,8 @@ def write_report(
     lines += [
         "## Metrics",
         "",
-        "- **uniformity** = −L_uniformity (t = 2) of the normalised embeddings of the test "
-        "images: higher means the embeddings spread more evenly over the hypersphere.",
+        "- **uniformity** = −L_uniformity (t = 2) of the normalised embeddings of the plain "
+        "test images: higher means the embeddings spread more evenly over the hypersphere.",
         "- **tolerance**: mean cosine similarity of test embeddings of the same class: higher "
         "means semantically similar samples are kept closer together.",
         "- **alignment**: mean squared distance between the embeddings of two augmented views "
@@ -296,6 +262,8 @@ def write_report(
         "anchor to its positive and to its 10 most similar other samples (paper Fig. 8).",
         "- **kNN / linear acc.**: test accuracy of Lightly's weighted kNN and of a logistic "
         "regression on the frozen backbone features.",
+        "- All analysis metrics are those `TemperatureAnalysis` logs for the trained module "
+        "and these probes (`lightly_temperature.probe`), on the projection head's output.",
         "",
         "## Plots",
         "",

@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
 
+from lightly_temperature.figures import save_similarity_figure
 from lightly_temperature.models import MoCo, SimCLR
 from lightly_temperature.registry import available_losses
 from lightly_temperature.study.config import (
@@ -28,16 +29,13 @@ from lightly_temperature.study.config import (
     TEMPERATURE_FREE_LOSSES,
     RunSpec,
     StudyConfig,
+    display_name,
     format_hard_negatives,
 )
 from lightly_temperature.study.data import StudyData, load_study_data
-from lightly_temperature.study.evaluate import evaluate_run
+from lightly_temperature.study.evaluate import TOP_K, evaluate_run
 from lightly_temperature.study.models import build_backbone
-from lightly_temperature.study.report import (
-    SIMILARITY_DIR,
-    plot_similarity_distribution,
-    write_report,
-)
+from lightly_temperature.study.report import SIMILARITY_DIR, write_report
 from lightly_temperature.study.results import ResultsFile, row_key
 from lightly_temperature.study.settings import check_output_settings, study_settings
 
@@ -219,6 +217,7 @@ def _run_grid(
             knn_k=config.knn_k,
             knn_t=config.knn_t,
             seed=run.seed,
+            forward_context=trainer.precision_plugin.forward_context,
         )
         _save_similarities(
             output, run, evaluation.positive_similarities, evaluation.top_negative_similarities
@@ -243,12 +242,22 @@ def _run_grid(
 
 
 def _save_similarities(
-    output: Path, run: RunSpec, positive: torch.Tensor, negatives: torch.Tensor
+    output: Path, run: RunSpec, positive: torch.Tensor | None, negatives: torch.Tensor | None
 ) -> None:
+    if positive is None or negatives is None:  # embeddings not finite: nothing to draw
+        return
     folder = output / SIMILARITY_DIR
     folder.mkdir(parents=True, exist_ok=True)
     torch.save({"positive": positive, "negatives": negatives}, folder / f"{run.name}.pt")
-    label = "no τ" if run.loss in TEMPERATURE_FREE_LOSSES else f"τ = {run.temperature:g}"
-    plot_similarity_distribution(
-        positive, negatives, folder / f"{run.name}.png", f"{run.describe()}\n{label}"
+    save_similarity_figure(folder / f"{run.name}.png", positive, negatives, _title(run), TOP_K)
+
+
+def _title(run: RunSpec) -> str:
+    """``simclr HardContrastive, τ = 0.3, K = 0.0819, seed 0``: fits the figure's width."""
+    tau = "no τ" if run.loss in TEMPERATURE_FREE_LOSSES else f"τ = {run.temperature:g}"
+    k = format_hard_negatives(run.hard_negatives)
+    return (
+        f"{run.method} {display_name(run.loss)}, {tau}"
+        + (f", K = {k}" if k else "")
+        + (f", seed {run.seed}")
     )
