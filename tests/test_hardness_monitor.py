@@ -43,7 +43,7 @@ class Watched(TinySimCLR):
         self.criterion = criterion
 
     def training_step(self, batch, batch_idx):
-        (x0, x1), _, _ = batch
+        x0, x1 = batch[0]
         z0, z1 = self(x0), self(x1)
         return {"loss": self.criterion(z0, z1), "embeddings": (z0.detach(), z1.detach())}
 
