@@ -34,6 +34,42 @@ def test_default_grid_is_contrastive_and_hard_at_four_taus_plus_simple_losses():
     assert len({r.name for r in runs}) == len(runs)
 
 
+def test_grid_and_modules_follow_the_losses_declared_capabilities():
+    """A plugin declares its temperature a scale: the grid runs it once; K goes only where
+    the loss takes it, and "none" reaches the loss as all negatives."""
+    from lightly_temperature.losses import LossCapabilities, PairwiseLoss
+    from lightly_temperature.registry import register_loss, unregister_loss
+    from lightly_temperature.study.runner import build_module
+
+    @register_loss("scaled_plugin")
+    class ScaledPlugin(PairwiseLoss):
+        capabilities = LossCapabilities(softmax_temperature=False, hard_negatives=False)
+
+        def __init__(self, temperature=1.0, memory_bank_size=0, gather_distributed=False):
+            from lightly_temperature.losses import LinearReduction
+
+            super().__init__(LinearReduction(), None, temperature, memory_bank_size)
+
+    try:
+        config = StudyConfig(losses=("scaled_plugin", "hard_contrastive"), temperatures=(0.1, 1))
+        grid = [(r.loss, r.temperature, r.hard_negatives) for r in config.runs()]
+        assert grid == [
+            ("scaled_plugin", 1.0, None),
+            ("hard_contrastive", 0.1, 0.0819),
+            ("hard_contrastive", 1.0, 0.0819),
+        ]
+        assert config.runs()[0].temperature_label == "no τ"
+        assert config.runs()[1].temperature_label == "τ = 0.1"
+        data = load_digits_data()
+        module = build_module(config, config.runs()[0], data)
+        assert type(module.criterion) is ScaledPlugin
+        all_negatives = StudyConfig(losses=("hard_contrastive",), hard_negatives=None)
+        module = build_module(all_negatives, all_negatives.runs()[0], data)
+        assert module.criterion.hard_negatives is None
+    finally:
+        unregister_loss("scaled_plugin")
+
+
 def test_paper_preset():
     config = paper_preset(StudyConfig())
     assert (config.backbone, config.output_dim, config.batch_size) == ("resnet18", 128, 128)

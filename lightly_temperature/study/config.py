@@ -21,18 +21,15 @@ from lightly_temperature._validation import (
     check_non_negative,
     check_positive,
 )
+from lightly_temperature.functional import PAPER_ALPHA
 from lightly_temperature.models._base import OPTIMIZERS
+from lightly_temperature.registry import loss_capabilities
 from lightly_temperature.study.models import BACKBONES
 
 METHODS = ("simclr", "moco")
 #: Losses in the default grid, in the order of the paper's Table 1.
 DEFAULT_LOSSES = ("ntxent", "simple", "hard_contrastive", "hard_simple")
 DEFAULT_TEMPERATURES = (0.07, 0.3, 0.7, 1.0)
-#: Losses whose temperature only rescales the loss (the learning rate): run once, at
-#: ``simple_temperature``, as in the paper's Table 1.
-TEMPERATURE_FREE_LOSSES = ("simple", "hard_simple")
-#: Losses that take ``hard_negatives``.
-HARD_LOSSES = ("hard_contrastive", "hard_simple")
 #: Names used in reports.
 DISPLAY_NAMES = {
     "ntxent": "Contrastive",
@@ -65,6 +62,18 @@ def check_precision(precision: Any) -> None:
 
 def display_name(loss: str) -> str:
     return DISPLAY_NAMES.get(loss, loss)
+
+
+def temperature_is_scale(loss: str) -> bool:
+    """Whether the loss's temperature only rescales it (the Simple family, read from the loss
+    class's capabilities): such a loss runs once, at ``simple_temperature``, as in the paper's
+    Table 1, and its plots show it without a τ axis."""
+    return not loss_capabilities(loss).softmax_temperature
+
+
+def takes_hard_negatives(loss: str) -> bool:
+    """Whether the loss takes ``hard_negatives`` (from its class's capabilities)."""
+    return loss_capabilities(loss).hard_negatives
 
 
 def format_hard_negatives(hard_negatives: HardNegatives) -> str:
@@ -125,6 +134,11 @@ class RunSpec:
         parts += [f"s{self.seed}", f"e{self.epochs}"]
         return "_".join(parts)
 
+    @property
+    def temperature_label(self) -> str:
+        """``"τ = 0.3"``, or ``"no τ"`` for a loss whose temperature only rescales it."""
+        return "no τ" if temperature_is_scale(self.loss) else f"τ = {self.temperature:g}"
+
     def describe(self) -> str:
         k = format_hard_negatives(self.hard_negatives)
         text = f"{self.method} {display_name(self.loss)} tau={self.temperature:g}"
@@ -161,7 +175,7 @@ class StudyConfig:
     losses: tuple[str, ...] = DEFAULT_LOSSES
     temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES
     simple_temperature: float = 1.0
-    hard_negatives: HardNegatives = 0.0819
+    hard_negatives: HardNegatives = PAPER_ALPHA
     seeds: tuple[int, ...] = (0,)
     epochs: int = 50
     batch_size: int = 256
@@ -226,10 +240,10 @@ class StudyConfig:
             for loss in self.losses:
                 temperatures = (
                     (self.simple_temperature,)
-                    if loss in TEMPERATURE_FREE_LOSSES
+                    if temperature_is_scale(loss)
                     else tuple(self.temperatures)
                 )
-                hard = self.hard_negatives if loss in HARD_LOSSES else None
+                hard = self.hard_negatives if takes_hard_negatives(loss) else None
                 for tau in temperatures:
                     runs.append(
                         RunSpec(self.method, loss, float(tau), hard, int(seed), self.epochs)

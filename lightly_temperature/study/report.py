@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from lightly_temperature.figures import save_similarity_grid
-from lightly_temperature.study.config import TEMPERATURE_FREE_LOSSES, display_name
+from lightly_temperature.study.config import display_name, temperature_is_scale
 from lightly_temperature.study.evaluate import TOP_K
 from lightly_temperature.study.results import METRIC_COLUMNS
 
@@ -107,7 +107,7 @@ def _plot_metric(ax, agg: Aggregate, losses: Sequence[str], column: str, label: 
         points = sorted((tau, agg[(name, tau)][column]) for name, tau in agg if name == loss)
         if not points:
             continue
-        if loss in TEMPERATURE_FREE_LOSSES and len(points) == 1:
+        if temperature_is_scale(loss) and len(points) == 1:
             (mean, _, _) = points[0][1]
             ax.axhline(
                 mean * scale, linestyle="--", color=color, label=f"{display_name(loss)} (no τ)"

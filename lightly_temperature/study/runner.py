@@ -25,12 +25,11 @@ from lightly_temperature.figures import save_similarity_figure
 from lightly_temperature.models import MoCo, SimCLR
 from lightly_temperature.registry import available_losses
 from lightly_temperature.study.config import (
-    HARD_LOSSES,
-    TEMPERATURE_FREE_LOSSES,
     RunSpec,
     StudyConfig,
     display_name,
     format_hard_negatives,
+    takes_hard_negatives,
 )
 from lightly_temperature.study.data import StudyData, load_study_data
 from lightly_temperature.study.evaluate import TOP_K, evaluate_run
@@ -54,7 +53,7 @@ def build_module(config: StudyConfig, run: RunSpec, data: StudyData) -> pl.Light
     """The package's SimCLR or MoCo LightningModule of one run."""
     backbone, feature_dim = build_backbone(config.backbone, data.in_channels)
     loss_kwargs: dict[str, Any] = {"temperature": run.temperature}
-    if run.loss in HARD_LOSSES:
+    if takes_hard_negatives(run.loss):  # None there means all negatives, not the default
         loss_kwargs["hard_negatives"] = run.hard_negatives
     kwargs: dict[str, Any] = dict(
         backbone=backbone,
@@ -160,7 +159,7 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
             (
                 run.name,
                 run.loss,
-                "no τ" if run.loss in TEMPERATURE_FREE_LOSSES else f"τ = {run.temperature:g}",
+                run.temperature_label,
                 output / SIMILARITY_DIR / f"{run.name}.pt",
             )
             for run in runs
@@ -254,10 +253,9 @@ def _save_similarities(
 
 def _title(run: RunSpec) -> str:
     """``simclr HardContrastive, τ = 0.3, K = 0.0819, seed 0``: fits the figure's width."""
-    tau = "no τ" if run.loss in TEMPERATURE_FREE_LOSSES else f"τ = {run.temperature:g}"
     k = format_hard_negatives(run.hard_negatives)
     return (
-        f"{run.method} {display_name(run.loss)}, {tau}"
+        f"{run.method} {display_name(run.loss)}, {run.temperature_label}"
         + (f", K = {k}" if k else "")
         + (f", seed {run.seed}")
     )
