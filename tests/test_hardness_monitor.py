@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from lightly_temperature import HardContrastiveLoss, HardnessMonitor, HardSimpleLoss, SimpleLoss
 from tests._simclr_digits import TinySimCLR, train_loader
+from tests.conftest import make_trainer
 
 LOSSES = {
     "ntxent": lambda bank: NTXentLoss(temperature=0.3, memory_bank_size=bank),
@@ -48,22 +49,12 @@ class Watched(TinySimCLR):
         return {"loss": self.criterion(z0, z1), "embeddings": (z0.detach(), z1.detach())}
 
 
-def _train(tmp_path, criterion, monitor=None, steps=6):
+def _train(tmp_path, criterion, monitor=None, steps=6, model_class=None):
     torch.manual_seed(0)
-    model = Watched(criterion)
+    model = (model_class or Watched)(criterion)
     recorder = Recorder()
     callbacks = [recorder] + ([monitor] if monitor is not None else [])
-    trainer = pl.Trainer(
-        default_root_dir=tmp_path,
-        max_epochs=1,
-        limit_train_batches=steps,
-        callbacks=callbacks,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=1,
-    )
+    trainer = make_trainer(tmp_path, 1, callbacks, limit_train_batches=steps, log_every_n_steps=1)
     trainer.fit(model, train_loader(512, 32))
     return model, recorder
 
@@ -141,20 +132,7 @@ def test_first_loss_call_of_a_step_is_read(tmp_path):
             return out
 
     monitor = HardnessMonitor(log_every_n_steps=1)
-    torch.manual_seed(0)
-    model = TwoCalls(LOSSES["ntxent"](0))
-    recorder = Recorder()
-    trainer = pl.Trainer(
-        max_epochs=1,
-        limit_train_batches=2,
-        callbacks=[recorder, monitor],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(model, train_loader(512, 32))
+    _, recorder = _train(tmp_path, LOSSES["ntxent"](0), monitor, 2, model_class=TwoCalls)
     z0, z1 = recorder.embeddings[0]
     _, expected = _reference_statistics(z0, z1, None, 0.3, None)
     assert monitor.history[0]["positive_similarity"] == pytest.approx(
