@@ -72,21 +72,49 @@ class DigitsAugment(nn.Module):
         self.erase_prob = erase_prob
         self.erase_size = erase_size
 
-    def forward(self, images: Tensor) -> Tensor:
-        n, _, h, w = images.shape
-        device, dtype = images.device, images.dtype
+    def draw(
+        self,
+        shape: Sequence[int],
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """The random parameters of ``shape[0]`` images of ``shape`` ``(N, C, H, W)``, drawn
+        from ``generator`` (default: torch's), in the order :meth:`forward` draws them."""
+        n, _, h, w = shape
 
         def uniform(low: float, high: float) -> Tensor:
-            return torch.empty(n, device=device, dtype=dtype).uniform_(low, high)
+            return torch.empty(n, device=device, dtype=dtype).uniform_(
+                low, high, generator=generator
+            )
 
-        angle = uniform(-self.degrees, self.degrees) * (math.pi / 180.0)
-        scale = uniform(*self.scale)
-        shear = uniform(-self.shear, self.shear)
-        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        params = {
+            "angle": uniform(-self.degrees, self.degrees),
+            "scale": uniform(*self.scale),
+            "shear": uniform(-self.shear, self.shear),
+            "shift_x": uniform(-self.translate, self.translate),
+            "shift_y": uniform(-self.translate, self.translate),
+            "gain": uniform(*self.contrast),
+            "noise": torch.randn(tuple(shape), device=device, dtype=dtype, generator=generator),
+        }
+        if self.erase_prob > 0:
+            size = self.erase_size
+            params["top"] = torch.randint(0, h - size + 1, (n,), device=device, generator=generator)
+            params["left"] = torch.randint(
+                0, w - size + 1, (n,), device=device, generator=generator
+            )
+            params["erase"] = torch.rand(n, device=device, generator=generator) < self.erase_prob
+        return params
+
+    def apply(self, images: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """The augmentation of ``images`` with the parameters :meth:`draw` gave."""
+        n, _, h, w = images.shape
+        angle = params["angle"] * (math.pi / 180.0)
+        cos, sin = torch.cos(angle) / params["scale"], torch.sin(angle) / params["scale"]
         theta = torch.stack(
             [
-                torch.stack([cos, -sin + shear, uniform(-self.translate, self.translate)], 1),
-                torch.stack([sin, cos, uniform(-self.translate, self.translate)], 1),
+                torch.stack([cos, -sin + params["shear"], params["shift_x"]], 1),
+                torch.stack([sin, cos, params["shift_y"]], 1),
             ],
             1,
         )
@@ -94,18 +122,19 @@ class DigitsAugment(nn.Module):
         out = F.grid_sample(
             images, grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )
-        gain = uniform(*self.contrast).view(n, 1, 1, 1)
-        out = out * gain + torch.randn_like(out) * self.noise
+        out = out * params["gain"].view(n, 1, 1, 1) + params["noise"] * self.noise
         if self.erase_prob > 0:
-            ys = torch.arange(h, device=device).view(1, h, 1)
-            xs = torch.arange(w, device=device).view(1, 1, w)
-            top = torch.randint(0, h - self.erase_size + 1, (n, 1, 1), device=device)
-            left = torch.randint(0, w - self.erase_size + 1, (n, 1, 1), device=device)
+            ys = torch.arange(h, device=images.device).view(1, h, 1)
+            xs = torch.arange(w, device=images.device).view(1, 1, w)
+            top, left = params["top"].view(n, 1, 1), params["left"].view(n, 1, 1)
             inside = (ys >= top) & (ys < top + self.erase_size)
             inside = inside & (xs >= left) & (xs < left + self.erase_size)
-            erase = inside & (torch.rand(n, 1, 1, device=device) < self.erase_prob)
+            erase = inside & params["erase"].view(n, 1, 1)
             out = out.masked_fill(erase.unsqueeze(1), 0.0)
         return out
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.apply(images, self.draw(images.shape, images.device, images.dtype))
 
 
 class DigitsViews(Dataset):
@@ -180,6 +209,40 @@ class DigitsViews(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, Tensor]]:
         """The items of a whole batch, augmented at once (what a ``DataLoader`` calls)."""
         return self._items(torch.as_tensor(list(indices), dtype=torch.long))
+
+    def seeded_items(
+        self, indices: Sequence[int], seeds: Sequence[int]
+    ) -> list[tuple[Any, Tensor]]:
+        """``dataset[indices[i]]`` as drawn with torch's RNG seeded by ``seeds[i]``, for a
+        whole batch at once: each image's random parameters come from its own seed (in the
+        order ``dataset[i]`` draws them), the augmentation itself runs batched. What
+        :func:`~lightly_temperature.probe.embed_probe` uses for its per-sample seeded views.
+        """
+        index = torch.as_tensor(list(indices), dtype=torch.long)
+        images, labels = self.images[index], self.labels[index]
+        if self.views == 0:
+            return list(zip(images, labels))
+        if not all(hasattr(a, "draw") and hasattr(a, "apply") for a in self.augments):
+            items = []
+            for i, seed in zip(indices, seeds):  # a plain callable: one image at a time
+                with torch.random.fork_rng(devices=[]):
+                    torch.default_generator.manual_seed(seed)
+                    items.append(self[i])
+            return items
+        shape = (1, *images.shape[1:])
+        draws: list[list[dict[str, Tensor]]] = [[] for _ in self.augments]
+        for seed in seeds:
+            generator = torch.Generator().manual_seed(seed)
+            for view, augment in enumerate(self.augments):
+                draws[view].append(augment.draw(shape, images.device, images.dtype, generator))
+        with torch.no_grad():
+            views = [
+                augment.apply(
+                    images, {key: torch.cat([d[key] for d in per_image]) for key in per_image[0]}
+                )
+                for augment, per_image in zip(self.augments, draws)
+            ]
+        return [([view[i] for view in views], labels[i]) for i in range(images.shape[0])]
 
 
 def load_digits_tensors(channels: int = 1) -> tuple[Tensor, Tensor]:

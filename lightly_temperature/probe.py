@@ -119,6 +119,18 @@ class _SeededSubset(Dataset):
             torch.default_generator.manual_seed(self.seed + index)
             return index, self.dataset[index]
 
+    def __getitems__(self, positions: Sequence[int]) -> list[tuple[int, Any]]:
+        """A batch: the same items, at once when the data set can seed each of its samples
+        within one batched call (``seeded_items``, as :class:`~lightly_temperature.data.\
+DigitsViews` does)."""
+        indices = [self.indices[i] for i in positions]
+        seeded_items = getattr(self.dataset, "seeded_items", None)
+        if seeded_items is None:
+            return [self[i] for i in positions]
+        with torch.random.fork_rng(devices=[]):  # nothing drawn from torch's RNG leaks out
+            items = seeded_items(indices, [self.seed + index for index in indices])
+        return list(zip(indices, items))
+
 
 class _IndexedCollate:
     """Collates ``(index, item)`` pairs into ``(indices, collate(items))`` (picklable)."""

@@ -110,3 +110,23 @@ def test_errors():
         DigitsViews(torch.zeros(3, 8, 8), torch.zeros(3))
     with pytest.raises(ValueError, match=r"labels must have shape \(3,\), got \(4,\)"):
         DigitsViews(torch.zeros(3, 1, 8, 8), torch.zeros(4))
+
+
+def test_seeded_items_equal_each_item_drawn_under_its_own_seed():
+    """The probe's batched path: per-image seeds, one batched augmentation, the same views."""
+    images, labels = load_digits_tensors()
+    datasets = [
+        DigitsViews(images[:40], labels[:40], views=2),
+        DigitsViews(images[:40], labels[:40], views=2, augment=lambda x: x + torch.randn_like(x)),
+    ]
+    indices, seeds = [3, 17, 5, 39], [10, 11, 12, 99]
+    for dataset in datasets:
+        state = torch.random.get_rng_state()
+        batch = dataset.seeded_items(indices, seeds)
+        assert torch.equal(torch.random.get_rng_state(), state)
+        for (views, label), index, seed in zip(batch, indices, seeds):
+            torch.manual_seed(seed)
+            (alone0, alone1), alone_label = dataset[index]
+            assert torch.equal(views[0], alone0) and torch.equal(views[1], alone1)
+            assert label == alone_label
+        assert not torch.equal(batch[0][0][0], batch[0][0][1])  # two different views
