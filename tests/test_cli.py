@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path
 
 import pytest
 import torch
 
 from lightly_temperature.cli import main
-from tests.conftest import ROOT, read_csv, run_python
+from tests.conftest import read_csv, run_python
 
 EXPECTED_COLUMNS = [
     "method",
@@ -202,6 +201,9 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path, capsys, monkeypatch, ar
         raise AssertionError("bad input reached training")
 
     monkeypatch.setattr(runner, "run_study", no_training)
+    # The default --output is relative: run where nothing is (a study_output/ left in the
+    # working folder by the README's main command must not change the outcome).
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
     (tmp_path / "nosamples" / "a").mkdir(parents=True)
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -216,12 +218,12 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path, capsys, monkeypatch, ar
     assert message.replace("{tmp}", str(tmp_path)) in err
     assert err.startswith("lightly-temperature")
     assert "Traceback" not in captured.err + captured.out
-    assert not (Path.cwd() / "study_output").exists() or "study" not in args[0]
+    assert not (tmp_path / "study_output").exists()  # nothing written for bad input
 
 
 def test_python_dash_m_reports_bad_input_without_traceback(tmp_path):
     done = run_python(
-        "-m", "lightly_temperature", "study", "--data", tmp_path / "nowhere", cwd=ROOT
+        "-m", "lightly_temperature", "study", "--data", tmp_path / "nowhere", cwd=tmp_path
     )
     assert done.returncode == 2
     assert (
