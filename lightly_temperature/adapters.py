@@ -122,17 +122,18 @@ def use_loss(module: nn.Module, name: str, **overrides: Any) -> nn.Module:
     old, paths = find_loss(module)
     factory = get_loss_class(name)
     accepted = loss_parameters(factory)
-    settings = loss_settings(old)
-    if not (
-        loss_capabilities(old).softmax_temperature
-        and loss_capabilities(factory).softmax_temperature
-    ):
-        # A temperature that only rescales a loss is no softmax temperature, in either
-        # direction (see the module docstring).
-        del settings["temperature"]
+    capabilities = loss_capabilities(factory)
+    # What the new loss's class declares it takes. A temperature that only rescales a loss is
+    # no softmax temperature, in either direction (see the module docstring).
+    takes = {
+        "temperature": capabilities.softmax_temperature
+        and loss_capabilities(old).softmax_temperature,
+        "memory_bank_size": capabilities.memory_bank,
+        "gather_distributed": capabilities.gather_distributed,
+    }
     kwargs: dict[str, Any] = {}
-    for key, value in settings.items():
-        if accepted is None or key in accepted:
+    for key, value in loss_settings(old).items():
+        if takes[key] and (accepted is None or key in accepted):
             kwargs[key] = value
         elif key == "memory_bank_size" and value != 0:
             raise ValueError(

@@ -96,3 +96,28 @@ def test_capabilities_of_every_registered_loss_and_of_plugins():
         capabilities = LossCapabilities(softmax_temperature=False, hard_negatives=False)
 
     assert loss_capabilities(Declared).softmax_temperature is False
+
+
+def test_use_loss_carries_what_the_new_class_declares():
+    from lightly_temperature import register_loss, use_loss
+    from lightly_temperature.registry import unregister_loss
+
+    @register_loss("in_batch_only")
+    class InBatchOnly(PairwiseLoss):  # takes the arguments, declares no memory bank
+        capabilities = LossCapabilities(memory_bank=False)
+
+        def __init__(self, temperature=0.5, memory_bank_size=0, gather_distributed=False):
+            super().__init__(LogSumExpReduction(), None, temperature, memory_bank_size)
+
+    class Holder(nn.Module):
+        def __init__(self, criterion):
+            super().__init__()
+            self.criterion = criterion
+
+    try:
+        switched = use_loss(Holder(NTXentLoss(temperature=0.2)), "in_batch_only").criterion
+        assert type(switched) is InBatchOnly and switched.temperature == 0.2
+        with pytest.raises(ValueError, match="uses a memory bank of size \\(16, 8\\)"):
+            use_loss(Holder(NTXentLoss(memory_bank_size=(16, 8))), "in_batch_only")
+    finally:
+        unregister_loss("in_batch_only")
