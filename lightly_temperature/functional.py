@@ -89,14 +89,14 @@ def info_nce_from_logits(
     """Per-anchor InfoNCE loss from logits (similarities already divided by tau).
 
     ``-log( exp(p) / (exp(p) + sum_{k in top-K} exp(n_k)) )``, the positive always in the
-    denominator: ``logaddexp(p, lse(n)) - p``, the log-sum-exp by the losses' own row
-    reduction (:func:`lightly_temperature.kernels.reduce_logits`).
+    denominator: ``softplus(lse(n) - p)`` (precise at low loss), the log-sum-exp by the losses'
+    own row reduction (:func:`lightly_temperature.kernels.reduce_logits`).
     """
     available = negative_logits.shape[1] if num_negatives is None else num_negatives
     k = resolve_hard_negatives(hard_negatives, available)
     selected = k if hard_negatives is not None and k < available else None
     lse = reduce_logits(negative_logits, selected, LOGSUMEXP)
-    return torch.logaddexp(positive_logits, lse) - positive_logits
+    return torch.nn.functional.softplus(lse - positive_logits)
 
 
 def contrastive_loss(

@@ -1,9 +1,13 @@
-"""Float32 logits under autocast, and finite values at tiny temperatures."""
+"""Float32 logits under autocast, finite values at tiny temperatures, and values and gradients
+at least as close to float64 as Lightly's NTXentLoss in every regime."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
+from lightly.loss import NTXentLoss
 
 from lightly_temperature import HardContrastiveLoss, HardSimpleLoss, SimpleLoss
 
@@ -63,3 +67,72 @@ def test_tiny_temperature_is_finite(make, memory_bank_size):
     assert torch.isfinite(loss)
     assert torch.isfinite(g0).all()
     assert g1 is None or torch.isfinite(g1).all()
+
+
+def _float64_info_nce(out0, out1, tau, bank=None):
+    """InfoNCE in float64 from its definition, written as softplus(lse(negatives) - positive)
+    so that the reference itself does not cancel at low loss."""
+    z0 = torch.nn.functional.normalize(out0, dim=1)
+    z1 = torch.nn.functional.normalize(out1, dim=1)
+    if bank is not None:
+        negatives = z0 @ bank.T / tau
+        positive = (z0 * z1).sum(1) / tau
+    else:
+        z, n = torch.cat([z0, z1]), z0.shape[0]
+        sims = z @ z.T / tau
+        rows, partner = torch.arange(2 * n), torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+        positive = sims[rows, partner]
+        negatives = sims.clone()
+        negatives[rows, rows] = float("-inf")
+        negatives[rows, partner] = float("-inf")
+    return torch.nn.functional.softplus(torch.logsumexp(negatives, 1) - positive).mean()
+
+
+def _relative_error(value, reference):
+    return ((value.double() - reference).norm() / reference.norm().clamp_min(1e-300)).item()
+
+
+@pytest.mark.parametrize("mode", ["simclr", "moco"])
+@pytest.mark.parametrize("tau", [1e-3, 0.01, 0.05, 0.07, 0.5, 10.0])
+def test_value_and_gradient_at_least_as_close_to_float64_as_ntxent(mode, tau):
+    """Low loss (views aligned to 1e-3) to high loss, tiny to large tau, both layouts: within
+    the float32 rounding of NTXentLoss's error everywhere, and a value ten times closer where
+    NTXentLoss loses its precision."""
+    for batch, noise, seed in itertools.product([8, 64], [1e-3, 1e-2, 0.3], range(2)):
+        g = torch.Generator().manual_seed(seed)
+        base = torch.randn(batch, 16, generator=g, dtype=torch.float64)
+        out0 = base + noise * torch.randn(batch, 16, generator=g, dtype=torch.float64)
+        out1 = base + noise * torch.randn(batch, 16, generator=g, dtype=torch.float64)
+        bank = torch.randn(32, 16, generator=g, dtype=torch.float64)
+        bank = torch.nn.functional.normalize(bank, dim=1) if mode == "moco" else None
+        a0, a1 = out0.clone().requires_grad_(True), out1.clone().requires_grad_(True)
+        reference = _float64_info_nce(a0, a1, tau, bank)
+        ref_grads = torch.autograd.grad(reference, [a0, a1])
+        errors = {}
+        for name, cls in (("ntxent", NTXentLoss), ("ours", HardContrastiveLoss)):
+            kwargs = {"hard_negatives": None} if cls is HardContrastiveLoss else {}
+            loss_fn = cls(tau, memory_bank_size=(32, 16) if bank is not None else 0, **kwargs)
+            if bank is not None:
+                loss_fn.memory_bank.bank.copy_(bank.float())
+            b0 = out0.float().requires_grad_(True)
+            b1 = out1.float().requires_grad_(True)
+            value = loss_fn(b0, b1)
+            grads = torch.autograd.grad(value, [b0, b1])
+            assert value.item() >= 0.0  # never below the infimum of the loss
+            errors[name] = (
+                _relative_error(value.detach(), reference.detach()),
+                max(
+                    (_relative_error(g, r) for g, r in zip(grads, ref_grads) if r.norm() > 0),
+                    default=0.0,  # a gradient below float64's range (tau = 1e-3)
+                ),
+            )
+        # Both round values and logits (size 1/tau) in float32: errors of that order are noise.
+        rounding = 2e-7 * max(1.0, 1.0 / tau)
+        for ours, theirs in zip(errors["ours"], errors["ntxent"]):
+            assert ours <= 2.0 * theirs + rounding, (batch, noise, seed, errors)
+        value_ours, value_theirs = errors["ours"][0], errors["ntxent"][0]
+        if reference.item() > 1e-30 and value_theirs > 1e-4:
+            # Where NTXentLoss loses the value's precision (low loss), ours keeps it.
+            assert value_ours < value_theirs / 10, (batch, noise, seed, errors)
+        if reference.item() > 1e-30:  # representable in float32: close in relative terms
+            assert value_ours < 1e-4, (batch, noise, seed, errors)

@@ -15,8 +15,8 @@ Example:
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 from lightly_temperature._validation import check_temperature
 from lightly_temperature.kernels import LOGSUMEXP, SUM, reduce_similarities
@@ -34,20 +34,21 @@ class Reduction:
 
 
 class LogSumExpReduction(Reduction):
-    """InfoNCE over the selected negatives, the positive always in the denominator."""
+    """InfoNCE over the selected negatives, the positive always in the denominator.
+
+    ``-log(e^p / (e^p + e^lse)) = softplus(lse - p)`` with ``lse`` the log-sum-exp of the
+    selected negatives' logits: no difference of two nearly equal numbers, so the value and
+    the gradient keep their relative precision when the loss is tiny (well-aligned views, a
+    small τ), where ``logsumexp(all) - p`` loses it.
+    """
 
     def __call__(self, layout: PairLayout, k: int | None, temperature: float | Tensor) -> Tensor:
         # 1/tau is folded into the (A, d) anchors, not applied to the (A, C) logits.
         query = layout.anchors / temperature
         positive = layout.positive / temperature
-        # All negatives in SimCLR mode: the positive's column may stay, it is the numerator's
-        # term of the denominator. Top-K: it must not be selected as a negative.
-        keep_positive_column = k is None and layout.pos_col is not None
-        excluded = layout.excluded(positive_too=not keep_positive_column)
+        excluded = layout.excluded(positive_too=True)  # only negatives in the log-sum-exp
         lse = reduce_similarities(query, layout.candidates, excluded, k, LOGSUMEXP)
-        if keep_positive_column:
-            return lse - positive
-        return torch.logaddexp(positive, lse) - positive
+        return F.softplus(lse - positive)
 
 
 class LinearReduction(Reduction):
