@@ -4,17 +4,24 @@ is a ``ValueError`` that names the argument and its value."""
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Collection, Iterable
 from typing import Any, Optional, Union
 
+import torch
 from torch import Tensor
 
 HardNegatives = Optional[Union[int, float]]
 
 
+def _is_integer(value: Any) -> bool:
+    # Python and NumPy integers (numbers.Integral); bool is an int subclass, but True is no K.
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _is_finite_number(value: Any) -> bool:
-    # bool is an int subclass, but True is no learning rate.
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # Python and NumPy numbers (numbers.Real: np.float32(0.5) is accepted where 0.5 is).
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return False
     return math.isfinite(value)
 
@@ -44,18 +51,18 @@ def check_int(value: int | None, name: str, minimum: int, optional: bool = False
     """Returns ``value`` if it is an int >= ``minimum`` (or ``None`` when ``optional``)."""
     if optional and value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not _is_integer(value) or value < minimum:
         kind = "None or an int" if optional else "an int"
         raise ValueError(f"{name} must be {kind} >= {minimum}, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_ints(values: Iterable[int], name: str, minimum: int) -> tuple[int, ...]:
     """Returns ``values`` as a tuple if every one is an int >= ``minimum``."""
     checked = tuple(values)
-    if any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in checked):
+    if any(not _is_integer(v) or v < minimum for v in checked):
         raise ValueError(f"{name} must be ints >= {minimum}, got {values!r}")
-    return checked
+    return tuple(int(v) for v in checked)
 
 
 def check_choice(value: Any, name: str, choices: Collection[Any]) -> Any:
@@ -66,37 +73,50 @@ def check_choice(value: Any, name: str, choices: Collection[Any]) -> Any:
     return value
 
 
-def check_temperature(temperature: float, name: str = "temperature") -> float:
-    """Returns ``temperature`` if it is a finite number > 0, else raises ``ValueError``."""
-    if isinstance(temperature, Tensor):
-        if temperature.numel() != 1:
-            raise ValueError(
-                f"{name} must be a scalar, got a tensor of shape {tuple(temperature.shape)}"
-            )
-        # A tensor temperature (e.g. learnable) is not read back to the host here: that would
-        # synchronise the device on every step.
-        return temperature  # type: ignore[return-value]
-    return check_positive(temperature, name)
+def check_temperature(temperature: float | Tensor, name: str = "temperature") -> float | Tensor:
+    """Returns ``temperature`` if it is a finite number > 0, else raises ``ValueError``.
+
+    A number (Python or NumPy) is returned as a float. A one-element floating tensor (e.g. a
+    learnable ``nn.Parameter``) is returned as it is: on the CPU its value is checked here (no
+    device to wait for); on an accelerator it is checked with ``torch._assert_async``, which
+    fails the next synchronising operation instead of synchronising now, so that a loss can
+    check its temperature on every step without a host-device synchronisation.
+    """
+    if not isinstance(temperature, Tensor):
+        return check_positive(temperature, name)
+    if temperature.numel() != 1:
+        raise ValueError(
+            f"{name} must be a scalar, got a tensor of shape {tuple(temperature.shape)}"
+        )
+    if not temperature.is_floating_point():
+        raise ValueError(f"{name} must be a floating tensor, got dtype {temperature.dtype}")
+    valid = torch.isfinite(temperature.detach()) & (temperature.detach() > 0)
+    if temperature.device.type == "cpu":
+        if not bool(valid.all()):
+            raise ValueError(f"{name} must be a finite float > 0, got {temperature.item()!r}")
+    else:
+        torch._assert_async(valid.all())
+    return temperature
 
 
 def check_hard_negatives(hard_negatives: HardNegatives) -> HardNegatives:
-    """Checks ``hard_negatives``: ``None``, an int K >= 1 or a float fraction in (0, 1]."""
+    """Checks ``hard_negatives``: ``None``, an int K >= 1 or a float fraction in (0, 1].
+
+    NumPy numbers are accepted as the Python number they stand for (an ``np.int64`` is K, an
+    ``np.float32`` a fraction).
+    """
     if hard_negatives is None:
         return None
-    if isinstance(hard_negatives, bool):
-        raise ValueError(
-            f"hard_negatives must be None, an int >= 1 or a float in (0, 1], got {hard_negatives!r}"
-        )
-    if isinstance(hard_negatives, int):
+    if _is_integer(hard_negatives):
         if hard_negatives < 1:
             raise ValueError(f"hard_negatives must be an int >= 1 (K), got {hard_negatives!r}")
-        return hard_negatives
-    if isinstance(hard_negatives, float):
+        return int(hard_negatives)
+    if _is_finite_number(hard_negatives) or isinstance(hard_negatives, float):
         if not math.isfinite(hard_negatives) or not 0.0 < hard_negatives <= 1.0:
             raise ValueError(
                 f"hard_negatives as a float is a fraction alpha in (0, 1], got {hard_negatives!r}"
             )
-        return hard_negatives
+        return float(hard_negatives)
     raise ValueError(
         f"hard_negatives must be None, an int >= 1 or a float in (0, 1], got {hard_negatives!r}"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,6 +10,7 @@ from lightly_temperature import (
     HardContrastiveLoss,
     HardSimpleLoss,
     SimpleLoss,
+    build_loss,
     contrastive_loss,
     relative_penalties,
     simple_loss,
@@ -145,3 +147,38 @@ def test_int_choice_and_sequence_checks():
     assert check_choice("sgd", "optimizer", ("sgd", "adamw")) == "sgd"
     with pytest.raises(ValueError, match=r"^optimizer must be one of sgd, adamw, got 'adam'$"):
         check_choice("adam", "optimizer", ("sgd", "adamw"))
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_tensor_temperatures_are_checked_like_numbers(bad):
+    with pytest.raises(ValueError, match=r"temperature must be a finite float > 0, got"):
+        HardContrastiveLoss(temperature=torch.tensor(bad))
+    with pytest.raises(ValueError, match=r"temperature must be a finite float > 0, got"):
+        contrastive_loss(torch.tensor([0.5]), torch.tensor([[0.1]]), temperature=torch.tensor(bad))
+    with pytest.raises(ValueError, match="temperature must be a floating tensor"):
+        HardContrastiveLoss(temperature=torch.tensor(1))
+
+
+def test_a_learnable_temperature_pushed_below_zero_fails_at_the_next_forward():
+    loss_fn = HardContrastiveLoss(temperature=torch.nn.Parameter(torch.tensor(0.3)))
+    out0, out1 = torch.randn(4, 3), torch.randn(4, 3)
+    loss_fn(out0, out1)
+    with torch.no_grad():
+        loss_fn.temperature.fill_(-0.5)  # as an optimizer step could
+    with pytest.raises(ValueError, match=r"temperature must be a finite float > 0, got -0.5"):
+        loss_fn(out0, out1)
+
+
+def test_numpy_numbers_are_accepted_where_python_numbers_are():
+    out0, out1 = torch.randn(6, 4), torch.randn(6, 4)
+    expected = HardContrastiveLoss(temperature=0.5, hard_negatives=5)(out0, out1)
+    loss_fn = HardContrastiveLoss(temperature=np.float32(0.5), hard_negatives=np.int64(5))
+    assert loss_fn.hard_negatives == 5 and type(loss_fn.hard_negatives) is int
+    assert torch.equal(loss_fn(out0, out1), expected)
+    fraction = HardContrastiveLoss(hard_negatives=np.float32(0.25))
+    assert fraction.hard_negatives == 0.25 and type(fraction.hard_negatives) is float
+    assert HardSimpleLoss(hard_negatives=np.int32(3)).hard_negatives == 3
+    assert build_loss("hard_contrastive", temperature=np.float64(0.2)).temperature == 0.2
+    for bad in (np.int64(0), np.float32(1.5), np.bool_(True)):
+        with pytest.raises(ValueError, match="hard_negatives"):
+            HardContrastiveLoss(hard_negatives=bad)

@@ -122,7 +122,9 @@ class PairwiseLoss(nn.Module):
                 # denominator, so the loss is 0 (NTXentLoss gives 0 too). Keep the graph.
                 return layout.positive.sum() * 0.0
             k = self.selection.num_selected(layout.num_negatives)
-            return self.reduction(layout, k, self.temperature).mean()
+            # Checked on every call: a learnable temperature changes between steps.
+            temperature = check_temperature(self.temperature)
+            return self.reduction(layout, k, temperature).mean()
 
     def _layout(self, out0: Tensor, out1: Tensor) -> PairLayout:
         out0, out1 = normalized(out0, out1)
