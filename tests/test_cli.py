@@ -115,8 +115,12 @@ def test_rerun_skips_finished_runs_and_adds_only_new_ones(tiny_study, capsys):
     assert "run 2 of 2: simclr Contrastive tau=0.5 seed=0 epochs=2: training" in out
     rows = read_csv(output / "results.csv")
     assert len(rows) == 5 and before in (output / "results.csv").read_text()
-    # The report covers the grid of the last command only.
-    assert "| loss | metric | τ = 0.1 | τ = 0.5 |" in (output / "report.md").read_text()
+    # The report covers every finished run comparable with the last command (same K) and
+    # names the others.
+    report = (output / "report.md").read_text()
+    assert "| loss | metric | τ = 0.1 | τ = 0.5 | τ = 1 |" in report
+    assert "HardContrastive" not in report.split("## Metrics")[0]
+    assert "2 more finished run(s) in results.csv used another method" in report
 
 
 def test_rerun_with_other_settings_is_refused(tiny_study, capsys):

@@ -1,8 +1,10 @@
 """Runs a temperature study: trains each run of the grid, evaluates it and appends it to
 ``results.csv`` as it finishes; writes ``report.md`` and the plots once, after the last run
 (an interrupted study keeps its finished runs in the CSV: rerun it to resume and get the
-report). Rerunning skips the runs already in the CSV; ``study.json`` keeps the settings
-they were trained with, and a rerun with other settings is refused.
+report). Rerunning skips the runs already in the CSV; ``study.json``, written once a run has
+finished, keeps the settings they were trained with, and a rerun with other settings is
+refused. The report covers every finished run of the folder that is comparable with this
+command's (same method, epochs and K) and names the others.
 
 Example:
     >>> from lightly_temperature.study import StudyConfig, run_study
@@ -29,6 +31,7 @@ from lightly_temperature.study.config import (
     StudyConfig,
     display_name,
     format_hard_negatives,
+    parse_hard_negatives,
     takes_hard_negatives,
 )
 from lightly_temperature.study.data import StudyData, load_study_data
@@ -142,45 +145,39 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
         )
     output = Path(config.output)
     is_rank_zero = rank_zero_only.rank == 0
-    # Before any training: refuse an output folder whose runs used other settings.
-    check_output_settings(output, study_settings(config, data), write=is_rank_zero)
-    output.mkdir(parents=True, exist_ok=True)
+    settings = study_settings(config, data)
+    # Before any training: refuse an output folder whose runs used other settings. The folder
+    # is bound to these settings only once a run has finished (a crashed first run binds
+    # nothing).
+    check_output_settings(output, settings, write=False)
     results = ResultsFile(output / "results.csv")
+    if is_rank_zero:
+        for warning in results.set_aside_malformed():
+            printer(f"warning: {warning}")
     finished = results.finished_keys()
     runs = config.runs()
     title = f"{data.name}, {config.method}"
     start = time.perf_counter()
     _quiet_lightning()
 
-    def report() -> Path:
-        keys = {run.key for run in runs}
-        rows = [r for r in results.rows() if row_key(r) in keys]
-        run_files = [
-            (
-                run.name,
-                run.loss,
-                run.temperature_label,
-                output / SIMILARITY_DIR / f"{run.name}.pt",
-            )
-            for run in runs
-        ]
-        return write_report(
-            rows, output, title, _settings(config, data), list(config.losses), run_files
-        )
+    def bind_settings() -> None:
+        if results.rows():
+            check_output_settings(output, settings, write=is_rank_zero)
 
     threads = study_threads(config)
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        _run_grid(config, data, runs, finished, results, output, printer)
+        _run_grid(config, data, runs, finished, results, output, printer, bind_settings)
     finally:
         torch.set_num_threads(previous_threads)
     # Under DDP every rank gets here; only global rank zero trained the evaluation and
     # wrote results.csv, and only it writes the report (the other ranks would race on it).
     if rank_zero_only.rank != 0:
         return output / "report.md"
-    path = report()
+    bind_settings()
+    path = _report(config, data, runs, results, output, title, printer)
     printer(f"{len(runs)} runs in {time.perf_counter() - start:.0f}s; report: {path}")
     return path
 
@@ -193,6 +190,7 @@ def _run_grid(
     results: ResultsFile,
     output: Path,
     printer: Printer,
+    on_row_written: Callable[[], None],
 ) -> None:
     for i, run in enumerate(runs, 1):
         prefix = f"run {i} of {len(runs)}: {run.describe()}"
@@ -232,12 +230,66 @@ def _run_grid(
             "train_seconds": round(train_seconds, 2),
         }
         results.append(row)
+        on_row_written()
         metrics = evaluation.metrics
         printer(
             f"{prefix}: done in {train_seconds:.0f}s, kNN {metrics['knn_accuracy']:.3f}, "
             f"linear {metrics['linear_accuracy']:.3f}, uniformity {metrics['uniformity']:.3f}, "
             f"tolerance {metrics['tolerance']:.3f}"
         )
+
+
+def _comparable(config: StudyConfig, row: dict[str, str]) -> bool:
+    """Whether a finished run belongs in this command's report: same method and epochs, and
+    the K this command gives its loss (its table aggregates over seeds only)."""
+    k = format_hard_negatives(config.hard_negatives) if takes_hard_negatives(row["loss"]) else ""
+    return (
+        row["method"] == config.method
+        and int(row["epochs"]) == config.epochs
+        and format_hard_negatives(parse_hard_negatives(row["hard_negatives"])) == k
+    )
+
+
+def _report(
+    config: StudyConfig,
+    data: StudyData,
+    runs: list[RunSpec],
+    results: ResultsFile,
+    output: Path,
+    title: str,
+    printer: Printer,
+) -> Path:
+    """``report.md`` of every finished run comparable with this command's grid (the grid's,
+    then the folder's others); a line names the finished runs left out."""
+    rows = results.rows()
+    shown = [row for row in rows if _comparable(config, row)]
+    grid_keys = {run.key for run in runs}
+    extra = {row_key(row): row for row in shown if row_key(row) not in grid_keys}
+    extra_runs = [
+        RunSpec(
+            row["method"],
+            row["loss"],
+            float(row["temperature"]),
+            parse_hard_negatives(row["hard_negatives"]),
+            int(row["seed"]),
+            int(row["epochs"]),
+        )
+        for row in extra.values()
+    ]
+    extra_runs.sort(key=lambda r: (r.loss, r.temperature, r.seed))
+    lines = _settings(config, data)
+    left_out = len({row_key(row) for row in rows}) - len({row_key(row) for row in shown})
+    if left_out:
+        lines.append(
+            f"{left_out} more finished run(s) in results.csv used another method, number of "
+            "epochs or K and are not in this report: rerun with their settings and this "
+            "--output to report them"
+        )
+    run_files = [
+        (run.name, run.loss, run.temperature_label, output / SIMILARITY_DIR / f"{run.name}.pt")
+        for run in runs + extra_runs
+    ]
+    return write_report(shown, output, title, lines, list(config.losses), run_files, warn=printer)
 
 
 def _save_similarities(
