@@ -4,7 +4,9 @@ is a ``ValueError`` that names the argument and its value."""
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Collection, Iterable
+from pathlib import Path
 from typing import Any, Optional, Union
 
 from torch import Tensor
@@ -119,3 +121,21 @@ def check_embeddings(out0: Tensor, out1: Tensor) -> None:
         )
     if out0.shape[0] < 1:
         raise ValueError(f"out0 must hold at least one sample, got shape {tuple(out0.shape)}")
+
+
+def check_writable_folder(folder: str | Path, name: str, shown: str | Path | None = None) -> None:
+    """Creates ``folder`` if needed and writes a temporary file there; ValueError naming the
+    argument ``name`` and its value ``shown`` (default: the folder) if that fails (a file in
+    the way, no permission, a read-only file system)."""
+    path = Path(folder)
+    shown = folder if shown is None else shown
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name} {shown}: {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise ValueError(
+            f"{name} {shown}: cannot write to {path} ({error.strerror or error})"
+        ) from None

@@ -103,11 +103,13 @@ def test_cli_retrains_the_run_of_a_cut_row_and_reports_its_own_numbers(tmp_path)
     (output / "results.csv").write_text(text[: text.index("0.969359") + len("0.969359,0.9")])
     done = run_python(
         "-m", "lightly_temperature", "study", "--output", output, "--losses", "ntxent",
-        "--temperatures", "0.5", "--epochs", "1", "--batch-size", "128", "--no-progress-bar",
+        "--temperatures", "0.5", "--epochs", "1", "--batch-size", "128",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"warning: {output / 'results.csv'} line 2 is malformed (cut short" in done.stdout
     assert "run 1 of 1: simclr Contrastive tau=0.5 seed=0 epochs=1: training" in done.stdout
+    # Into a pipe: one line per run, no progress bar (its carriage returns fill files).
+    assert "\r" not in done.stdout + done.stderr and len(done.stdout.splitlines()) == 4
     (row,) = read_csv(output / "results.csv")
     assert float(row["linear_accuracy"]) > 0.9 and row["linear_accuracy"] != "0.9"
     report = (output / "report.md").read_text()

@@ -14,6 +14,8 @@ Example:
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -21,6 +23,8 @@ from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.exceptions import MisconfigurationException
+from pytorch_lightning.trainer.states import TrainerStatus
 from pytorch_lightning.utilities import rank_zero_only
 
 from lightly_temperature.figures import save_similarity_figure
@@ -42,6 +46,10 @@ from lightly_temperature.study.results import ResultsFile, row_key
 from lightly_temperature.study.settings import check_output_settings, study_settings
 
 Printer = Callable[[str], None]
+
+
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a study; the message says how many runs finished (they are kept)."""
 
 
 def check_losses(losses) -> None:
@@ -78,25 +86,47 @@ def build_module(config: StudyConfig, run: RunSpec, data: StudyData) -> pl.Light
     return module
 
 
+def _trainer_settings(config: StudyConfig) -> dict[str, Any]:
+    settings: dict[str, Any] = dict(
+        accelerator=config.accelerator,
+        devices=config.devices,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=config.progress_bar,
+    )
+    if config.precision is not None:
+        settings["precision"] = config.precision
+    return settings
+
+
+def check_trainer_settings(config: StudyConfig) -> None:
+    """ValueError naming ``--accelerator``, ``--devices`` and ``--precision`` if Lightning
+    refuses them on this machine (an unknown accelerator, a GPU that is not there, 0
+    devices), before any training."""
+    _quiet_lightning()
+    try:
+        pl.Trainer(**_trainer_settings(config), logger=False)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(
+            f"--accelerator {config.accelerator} --devices {config.devices}"
+            + (f" --precision {config.precision}" if config.precision is not None else "")
+            + f": {message}"
+        ) from None
+
+
 def build_trainer(
     config: StudyConfig, run: RunSpec, output: Path, callbacks: list[pl.Callback] | None = None
 ) -> pl.Trainer:
     """The Lightning trainer of one run (CSV log under ``output/logs/<run>``)."""
-    kwargs: dict[str, Any] = dict(
+    return pl.Trainer(
+        **_trainer_settings(config),
         callbacks=callbacks,
         max_epochs=run.epochs,
-        accelerator=config.accelerator,
-        devices=config.devices,
         logger=pl.loggers.CSVLogger(str(output / "logs"), name=run.name, version=""),
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=config.progress_bar,
         log_every_n_steps=5,
         deterministic=False,
     )
-    if config.precision is not None:
-        kwargs["precision"] = config.precision
-    return pl.Trainer(**kwargs)
 
 
 def study_threads(config: StudyConfig) -> int | None:
@@ -137,6 +167,7 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
     Raises:
         ValueError: an unknown loss, a data source that cannot be used, or an output folder
             whose ``study.json`` holds other settings (all before any training).
+        StudyInterrupted: Ctrl-C; the runs finished until then are kept in ``results.csv``.
     """
     check_losses(config.losses)
     if data is None:
@@ -170,6 +201,12 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
         torch.set_num_threads(threads)
     try:
         _run_grid(config, data, runs, finished, results, output, printer, bind_settings)
+    except KeyboardInterrupt:
+        done = len({run.key for run in runs} & results.finished_keys())
+        raise StudyInterrupted(
+            f"interrupted; {done} of {len(runs)} runs finished and are kept in {results.path}: "
+            "rerun the same command to resume"
+        ) from None
     finally:
         torch.set_num_threads(previous_threads)
     # Under DDP every rank gets here; only global rank zero trained the evaluation and
@@ -203,7 +240,7 @@ def _run_grid(
         trainer = build_trainer(config, run, output)
         loader = data.train_loader(config.batch_size, seed=run.seed, num_workers=config.num_workers)
         began = time.perf_counter()
-        trainer.fit(module, train_dataloaders=loader)
+        _fit(trainer, module, loader)
         train_seconds = time.perf_counter() - began
         if not trainer.is_global_zero:
             continue
@@ -237,6 +274,20 @@ def _run_grid(
             f"linear {metrics['linear_accuracy']:.3f}, uniformity {metrics['uniformity']:.3f}, "
             f"tolerance {metrics['tolerance']:.3f}"
         )
+
+
+def _fit(trainer: pl.Trainer, module: pl.LightningModule, loader) -> None:
+    """``trainer.fit``, except that Ctrl-C stays a KeyboardInterrupt (Lightning turns it into
+    ``sys.exit(1)`` and ignores further Ctrl-C)."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, train_dataloaders=loader)
+    except SystemExit:
+        if trainer.state.status != TrainerStatus.INTERRUPTED:
+            raise
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
+        raise KeyboardInterrupt from None
 
 
 def _comparable(config: StudyConfig, row: dict[str, str]) -> bool:
