@@ -105,7 +105,8 @@ def check_hard_negatives(hard_negatives: HardNegatives) -> HardNegatives:
 
 
 def check_embeddings(out0: Tensor, out1: Tensor) -> None:
-    """``out0`` and ``out1`` must be 2-D tensors of the same shape."""
+    """``out0`` and ``out1`` must be real floating-point 2-D tensors of the same shape, with at
+    least one sample and one dimension."""
     if not isinstance(out0, Tensor) or not isinstance(out1, Tensor):
         raise ValueError(
             f"out0 and out1 must be tensors, got {type(out0).__name__} and {type(out1).__name__}"
@@ -121,6 +122,13 @@ def check_embeddings(out0: Tensor, out1: Tensor) -> None:
         )
     if out0.shape[0] < 1:
         raise ValueError(f"out0 must hold at least one sample, got shape {tuple(out0.shape)}")
+    if out0.shape[1] < 1:
+        raise ValueError(f"out0 must have at least one dimension, got shape {tuple(out0.shape)}")
+    for tensor, name in ((out0, "out0"), (out1, "out1")):
+        if not tensor.is_floating_point():
+            raise ValueError(
+                f"{name} must be a real floating-point tensor, got dtype {tensor.dtype}"
+            )
 
 
 def check_writable_folder(folder: str | Path, name: str, shown: str | Path | None = None) -> None:
