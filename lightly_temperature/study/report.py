@@ -182,7 +182,9 @@ def load_similarities(file: Path) -> tuple[torch.Tensor, torch.Tensor]:
         if not (isinstance(positive, torch.Tensor) and isinstance(negatives, torch.Tensor)):
             raise TypeError("not tensors")
     except Exception as error:  # unpickling raises many kinds; all mean "not usable"
-        raise ValueError(f"{file} is not a run's saved similarities ({error!s:.100})") from None
+        raise ValueError(
+            f"{file} is not a run's saved similarities ({type(error).__name__})"
+        ) from None
     return positive, negatives
 
 
