@@ -6,7 +6,7 @@ The module below is written exactly as Lightly's ``examples/pytorch_lightning/si
 with a logger. Runs on scikit-learn's embedded digits on a CPU; the same file runs on a GPU.
 
 Run:
-    python examples/callbacks_in_existing_project.py            # 20 epochs, ~1 minute
+    python examples/callbacks_in_existing_project.py            # 20 epochs, ~15 s
     python examples/callbacks_in_existing_project.py --quick    # 1 epoch on 256 images
 Then look at ``<logs>/version_0/temperature_analysis/`` (history.csv, similarities_*.png)
 and ``metrics.csv`` (temperature_analysis/* and hardness/* columns).

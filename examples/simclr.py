@@ -1,7 +1,7 @@
 """SimCLR with the hard contrastive loss: Lightly's ``examples/pytorch_lightning/simclr.py``
 with one line changed (``criterion = HardContrastiveLoss(...)`` instead of ``NTXentLoss()``).
 
-Runs on a CPU in about a minute on scikit-learn's digits (embedded, nothing downloaded), or on
+Runs on a CPU in about 15 s on scikit-learn's digits (embedded, nothing downloaded), or on
 an image folder, and unchanged on GPUs:
 
     python examples/simclr.py                        # digits, small CNN, CPU
