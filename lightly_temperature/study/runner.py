@@ -142,6 +142,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*number of training batches.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # A run trained again (its row was set aside) replaces its own old log.
+    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
 
 
 def _settings(config: StudyConfig, data: StudyData) -> list[str]:
