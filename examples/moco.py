@@ -4,7 +4,7 @@
 ``gather_distributed`` are carried over). Writing ``criterion = HardContrastiveLoss(
 memory_bank_size=(4096, 128))`` in ``__init__`` instead does the same.
 
-Runs on a CPU in about a minute on scikit-learn's digits (embedded, nothing downloaded), or on
+Runs on a CPU in about 15 s on scikit-learn's digits (embedded, nothing downloaded), or on
 an image folder, and unchanged on GPUs:
 
     python examples/moco.py                          # digits, small CNN, CPU
@@ -111,12 +111,21 @@ def parse_args(argv=None):
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--devices", default="auto")
     parser.add_argument("--precision", default=None, help="e.g. bf16-mixed on a GPU")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: 1 on digits, whose small CNN runs about twice as fast "
+        "on one thread; torch's default on a folder)",
+    )
     parser.add_argument("--quick", action="store_true", help="3 steps, to check that it runs")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.threads or args.path is None:
+        torch.set_num_threads(args.threads or 1)
     if args.path is None:  # embedded real data: 1,797 8x8 digits, a small CNN
         dataset = digits_dataset(views=2)
         backbone = SmallCNN(in_channels=1, width=32)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import tempfile
 from collections.abc import Collection, Iterable
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
@@ -123,7 +125,8 @@ def check_hard_negatives(hard_negatives: HardNegatives) -> HardNegatives:
 
 
 def check_embeddings(out0: Tensor, out1: Tensor) -> None:
-    """``out0`` and ``out1`` must be 2-D tensors of the same shape."""
+    """``out0`` and ``out1`` must be real floating-point 2-D tensors of the same shape, with at
+    least one sample and one dimension."""
     if not isinstance(out0, Tensor) or not isinstance(out1, Tensor):
         raise ValueError(
             f"out0 and out1 must be tensors, got {type(out0).__name__} and {type(out1).__name__}"
@@ -139,3 +142,28 @@ def check_embeddings(out0: Tensor, out1: Tensor) -> None:
         )
     if out0.shape[0] < 1:
         raise ValueError(f"out0 must hold at least one sample, got shape {tuple(out0.shape)}")
+    if out0.shape[1] < 1:
+        raise ValueError(f"out0 must have at least one dimension, got shape {tuple(out0.shape)}")
+    for tensor, name in ((out0, "out0"), (out1, "out1")):
+        if not tensor.is_floating_point():
+            raise ValueError(
+                f"{name} must be a real floating-point tensor, got dtype {tensor.dtype}"
+            )
+
+
+def check_writable_folder(folder: str | Path, name: str, shown: str | Path | None = None) -> None:
+    """Creates ``folder`` if needed and writes a temporary file there; ValueError naming the
+    argument ``name`` and its value ``shown`` (default: the folder) if that fails (a file in
+    the way, no permission, a read-only file system)."""
+    path = Path(folder)
+    shown = folder if shown is None else shown
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name} {shown}: {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise ValueError(
+            f"{name} {shown}: cannot write to {path} ({error.strerror or error})"
+        ) from None

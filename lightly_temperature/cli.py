@@ -5,19 +5,25 @@ Examples:
     $ lightly-temperature study --dataset cifar10 --data-dir ~/data --preset paper --accelerator gpu
     $ lightly-temperature explain --similarities 0.5 0.25 -0.45 -0.1 --temperatures 1 0.5 0.05 0.01
 
-Bad input (a missing path, an empty folder, an unknown loss or data set, tau <= 0, lr <= 0, a
-batch of one, an unknown precision, an output folder made with other settings) exits with
-status 2 and one line on stderr, no traceback, before any training.
+Bad input (a missing path, an empty folder, an unreadable image, an unknown loss or data set,
+tau <= 0, lr <= 0, a batch of one, a precision the study does not run, an accelerator or
+device count Lightning refuses, an output folder that cannot be written or was made with other
+settings) exits with status 2 and one line on stderr, no traceback, before any training.
+Ctrl-C exits with status 130 and one line saying which runs finished (rerunning resumes).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import NoReturn
 
+from lightly_temperature._validation import check_writable_folder
 from lightly_temperature.explain import (
     SEED_SIMILARITIES,
     SEED_TEMPERATURES,
@@ -29,6 +35,7 @@ from lightly_temperature.models._base import OPTIMIZERS
 from lightly_temperature.study.config import (
     METHODS,
     PRESETS,
+    STUDY_PRECISIONS,
     StudyConfig,
     paper_preset,
     parse_hard_negatives,
@@ -72,10 +79,14 @@ def _add_temperatures(parser: argparse.ArgumentParser, defaults: Sequence[float]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lightly_temperature import __version__
+
+    defaults = _STUDY_DEFAULTS
     parser = _Parser(
         prog=PROG,
         description="Temperature and hardness of contrastive losses (Wang & Liu, CVPR 2021).",
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{study,explain}", parser_class=_Parser)
     sub.required = True
 
@@ -87,68 +98,108 @@ def build_parser() -> argparse.ArgumentParser:
         "negative similarities) and write report.md, results.csv and plots. Without data "
         "arguments it uses scikit-learn's embedded digits. Rerunning resumes.",
     )
+    study.add_argument("--output", default=None, help=f"output folder (default: {defaults.output})")
     study.add_argument(
-        "--output", default=None, help=f"output folder (default: {_STUDY_DEFAULTS.output})"
+        "--method", choices=METHODS, default=None, help=f"(default: {defaults.method})"
     )
-    study.add_argument("--method", choices=METHODS, default=None)
     study.add_argument(
         "--losses",
         nargs="+",
         default=None,
         metavar="LOSS",
-        help=f"loss names of the registry (default: {_words(_STUDY_DEFAULTS.losses)})",
+        help=f"loss names of the registry (default: {_words(defaults.losses)})",
     )
-    _add_temperatures(study, _STUDY_DEFAULTS.temperatures)
+    _add_temperatures(study, defaults.temperatures)
+    _add_hard_negatives(
+        study,
+        "K hardest negatives of the hard losses: an int, a fraction alpha of the negatives, or "
+        f"none for all (default: {defaults.hard_negatives})",
+    )
     study.add_argument(
-        "--hard-negatives",
+        "--seeds",
+        nargs="+",
+        type=int,
         default=None,
-        metavar="K",
-        help="K hardest negatives of the hard losses: an int, a fraction alpha of the "
-        f"negatives, or none for all (default: {_STUDY_DEFAULTS.hard_negatives})",
+        metavar="SEED",
+        help=f"one run per seed, ints >= 0 (default: {_words(defaults.seeds)})",
     )
-    study.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED")
-    study.add_argument("--epochs", type=int, default=None)
-    study.add_argument("--batch-size", type=int, default=None)
+    study.add_argument(
+        "--epochs", type=int, default=None, help=f"per run (default: {defaults.epochs})"
+    )
+    study.add_argument(
+        "--batch-size", type=int, default=None, help=f"(default: {defaults.batch_size})"
+    )
     study.add_argument(
         "--optimizer",
         choices=OPTIMIZERS,
         default=None,
-        help="adamw (default on digits) or sgd (the SimCLR/MoCo modules' own, momentum 0.9)",
+        help="adamw, or sgd (the SimCLR/MoCo modules' own, momentum 0.9) "
+        f"(default: {defaults.optimizer})",
     )
-    study.add_argument("--lr", type=float, default=None, help="learning rate")
-    study.add_argument("--weight-decay", type=float, default=None)
+    study.add_argument(
+        "--lr", type=float, default=None, help=f"learning rate (default: {defaults.lr:g})"
+    )
+    study.add_argument(
+        "--weight-decay", type=float, default=None, help=f"(default: {defaults.weight_decay:g})"
+    )
     data = study.add_argument_group("data (default: scikit-learn's embedded digits)")
     data.add_argument(
-        "--data", default=None, metavar="PATH", help="image folder, one subfolder per class"
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="image folder, one subfolder per class (default: none)",
     )
     data.add_argument(
         "--dataset",
         default=None,
         metavar="NAME",
-        help="cifar10, cifar100 or svhn (with --data-dir)",
+        help="cifar10, cifar100 or svhn, with --data-dir (default: digits)",
     )
     data.add_argument(
-        "--data-dir", default=None, metavar="PATH", help="folder holding torchvision's files"
+        "--data-dir",
+        default=None,
+        metavar="PATH",
+        help="folder holding torchvision's files (default: none)",
     )
     data.add_argument(
         "--image-size",
         type=int,
         default=None,
-        help=f"for --data (default {_STUDY_DEFAULTS.image_size})",
+        help=f"for --data (default: {defaults.image_size})",
     )
-    data.add_argument("--num-workers", type=int, default=None)
+    data.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        help=f"data loader workers (default: {defaults.num_workers})",
+    )
     study.add_argument(
         "--preset",
         choices=PRESETS,
         default=None,
         help="paper: ResNet-18 (3x3 conv), 128-d head, batch 128, SGD lr 0.03, 200 epochs, "
-        "K = 4095 (for a GPU); explicit options override it",
+        "K = 4095 (for a GPU); explicit options override it (default: digits)",
     )
-    study.add_argument("--backbone", choices=BACKBONES, default=None)
+    study.add_argument(
+        "--backbone", choices=BACKBONES, default=None, help=f"(default: {defaults.backbone})"
+    )
     lightning = study.add_argument_group("Lightning (passed to pytorch_lightning.Trainer)")
-    lightning.add_argument("--accelerator", default=None, help="cpu, gpu, auto, ...")
-    lightning.add_argument("--devices", type=_devices, default=None, help="e.g. 1, 2 or auto")
-    lightning.add_argument("--precision", default=None, help="e.g. 32, bf16-mixed, 16-mixed")
+    lightning.add_argument(
+        "--accelerator",
+        default=None,
+        help=f"cpu, gpu, auto, ... (default: {defaults.accelerator})",
+    )
+    lightning.add_argument(
+        "--devices",
+        type=_devices,
+        default=None,
+        help=f"e.g. 1, 2 or auto (default: {defaults.devices})",
+    )
+    lightning.add_argument(
+        "--precision",
+        default=None,
+        help=f"{', '.join(str(p) for p in STUDY_PRECISIONS[1:])} (default: Lightning's, 32)",
+    )
     study.add_argument(
         "--threads",
         type=int,
@@ -156,7 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU threads for torch (default: 1 for the small CNN, torch's default otherwise)",
     )
     study.add_argument(
-        "--no-progress-bar", action="store_true", help="hide Lightning's per-run progress bar"
+        "--no-progress-bar",
+        action="store_true",
+        help="hide Lightning's per-epoch progress bar (default: shown when stderr is a "
+        "terminal; the study prints one line per run either way)",
     )
 
     explain = sub.add_parser(
@@ -172,18 +226,27 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="S",
-        help="the positive's cosine similarity, then the negatives' (e.g. 0.5 0.25 -0.45 -0.1)",
+        help="the positive's cosine similarity, then the negatives' (default: seed 001's "
+        f"anchors {'; '.join(_words(s) for s in SEED_SIMILARITIES)})",
     )
     _add_temperatures(explain, SEED_TEMPERATURES)
-    explain.add_argument(
-        "--hard-negatives",
-        type=int,
-        default=None,
-        metavar="K",
-        help="K most similar negatives kept by the hard loss (default: half, rounded up)",
+    _add_hard_negatives(
+        explain,
+        "K most similar negatives kept by the hard loss: an int, a fraction alpha of the "
+        "negatives, or none for all (default: half, rounded up)",
     )
-    explain.add_argument("--plot", default=None, metavar="FILE", help="also draw the tables (PNG)")
+    explain.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE",
+        help="also draw the tables, e.g. explain.png (default: no plot)",
+    )
     return parser
+
+
+def _add_hard_negatives(parser: argparse.ArgumentParser, help: str) -> None:
+    # Parsed by parse_hard_negatives, so that a bad value reads the same in both commands.
+    parser.add_argument("--hard-negatives", default=None, metavar="K", help=help)
 
 
 def _study_config(args: argparse.Namespace) -> StudyConfig:
@@ -216,7 +279,9 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if args.hard_negatives is not None:
         config = replace(config, hard_negatives=parse_hard_negatives(args.hard_negatives))
-    if args.no_progress_bar:
+    # Lightning's bar redraws in place on stderr: into a file or a pipe it is megabytes of
+    # carriage returns, so it is shown on a terminal only (one line per run either way).
+    if args.no_progress_bar or not sys.stderr.isatty():
         config = replace(config, progress_bar=False)
     if args.threads is not None:
         config = replace(config, threads=args.threads)
@@ -224,41 +289,77 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
 
 
 def _run_study(args: argparse.Namespace) -> int:
-    from pytorch_lightning.utilities import rank_zero_only
 
     from lightly_temperature.study.data import load_study_data
-    from lightly_temperature.study.runner import check_losses, run_study
-    from lightly_temperature.study.settings import check_output_settings, study_settings
+    from lightly_temperature.study.results import ResultsFile
+    from lightly_temperature.study.runner import check_losses, check_trainer_settings, run_study
+    from lightly_temperature.study.settings import (
+        check_output_folder,
+        check_output_settings,
+        study_settings,
+    )
 
     # Everything the user can get wrong is checked here, before any training; errors after
     # this point are bugs and keep their traceback.
     try:
         config = _study_config(args)
         check_losses(config.losses)
+        check_trainer_settings(config)
         data = load_study_data(
             config.data, config.dataset, config.data_dir, config.image_size, config.max_eval_samples
         )
-        # run_study repeats this check; here its error becomes one line.
-        check_output_settings(
-            config.output, study_settings(config, data), write=rank_zero_only.rank == 0
-        )
+        # run_study repeats these checks; here their errors become one line.
+        check_output_settings(config.output, study_settings(config, data), write=False)
+        ResultsFile(Path(config.output) / "results.csv").check_columns()
+        check_output_folder(config.output)  # last: it creates the folder
     except (ValueError, FileNotFoundError) as error:
         raise CLIError(str(error)) from None
-    run_study(config, data=data)
+    # Lines go out as they are printed, also into a pipe or a file.
+    run_study(config, data=data, printer=functools.partial(print, flush=True))
     return 0
+
+
+def _plot_path(text: str) -> Path:
+    """The file ``--plot`` names (``.png`` added when it has no suffix), checked before
+    anything is computed: not a folder, a format matplotlib writes, a folder it can write to."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(text)
+    if path.is_dir():
+        raise CLIError(f"--plot {text}: a folder; give a file name such as {path / 'explain.png'}")
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise CLIError(
+            f"--plot {text}: unknown image format {path.suffix!r}, use one of "
+            f"{', '.join('.' + f for f in sorted(formats))}"
+        )
+    try:
+        check_writable_folder(path.parent, "--plot", shown=text)
+    except ValueError as error:
+        raise CLIError(str(error)) from None
+    return path
 
 
 def _run_explain(args: argparse.Namespace) -> int:
     anchors = [args.similarities] if args.similarities else list(SEED_SIMILARITIES)
     temperatures = args.temperatures or list(SEED_TEMPERATURES)
     try:
-        results = [explain(s, temperatures, args.hard_negatives) for s in anchors]
+        hard_negatives = parse_hard_negatives(args.hard_negatives)
+        if args.hard_negatives is not None and hard_negatives is None:  # "none": all of them
+            hard_negatives = 1.0
+        results = [explain(s, temperatures, hard_negatives) for s in anchors]
     except ValueError as error:
         raise CLIError(str(error)) from None
+    plot = _plot_path(args.plot) if args.plot else None
     print("\n\n".join(format_explanation(r) for r in results))
-    if args.plot:
-        path = plot_explanation(results, args.plot)
-        print(f"\nplot: {path}")
+    if plot is not None:
+        try:
+            plot_explanation(results, plot)
+        except OSError as error:
+            raise CLIError(f"--plot {args.plot}: {error.strerror or error}") from None
+        print(f"\nplot: {plot}")
     return 0
 
 
@@ -274,9 +375,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; finished runs are kept in results.csv", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        message = str(interrupt) or "interrupted"
+        print(f"{PROG} {args.command}: {message}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader closed the pipe (``explain | head``): stop quietly, as a shell tool does;
+        # stdout goes to /dev/null so that Python's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

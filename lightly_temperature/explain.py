@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from lightly_temperature._validation import check_int, check_temperature
+from lightly_temperature._validation import HardNegatives, check_hard_negatives, check_temperature
 from lightly_temperature.functional import (
     contrastive_loss,
     info_nce_from_logits,
@@ -85,7 +85,7 @@ def _loss_and_gradients(
 def explain(
     similarities: Sequence[float],
     temperatures: Sequence[float] = SEED_TEMPERATURES,
-    hard_negatives: int | None = None,
+    hard_negatives: HardNegatives = None,
 ) -> Explanation:
     """Tables of seed 001 for one anchor, plain and hard contrastive loss.
 
@@ -94,7 +94,8 @@ def explain(
             each a cosine similarity in [-1, 1].
         temperatures: the temperatures tau > 0 to tabulate.
         hard_negatives: K for the hard loss (the K most similar negatives stay in the
-            denominator); default: half of the negatives, rounded up.
+            denominator), or a float fraction alpha of the negatives as in the losses;
+            default: half of the negatives, rounded up.
 
     Raises:
         ValueError: fewer than two similarities, a similarity outside [-1, 1], a temperature
@@ -114,7 +115,7 @@ def explain(
     positive, negatives = values[0], values[1:]
     if hard_negatives is None:
         hard_negatives = (len(negatives) + 1) // 2
-    k = resolve_hard_negatives(check_int(hard_negatives, "hard_negatives", 1), len(negatives))
+    k = resolve_hard_negatives(check_hard_negatives(hard_negatives), len(negatives))
 
     rows = []
     negative_tensor = torch.tensor([negatives], dtype=torch.float64)

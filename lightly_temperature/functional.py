@@ -25,7 +25,12 @@ from typing import Union
 import torch
 from torch import Tensor
 
-from lightly_temperature._validation import HardNegatives, check_hard_negatives, check_temperature
+from lightly_temperature._validation import (
+    HardNegatives,
+    check_hard_negatives,
+    check_int,
+    check_temperature,
+)
 from lightly_temperature.kernels import LOGSUMEXP, SUM, reduce_logits, top_k_indices
 
 Temperature = Union[float, Tensor]
@@ -59,20 +64,64 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def _check_shapes(positive: Tensor, negatives: Tensor) -> None:
+def _check_shapes(
+    positive: Tensor,
+    negatives: Tensor,
+    num_negatives: int | None = None,
+    names: tuple[str, str] = ("positive", "negatives"),
+) -> None:
+    """``positive`` 1-D (anchors,), ``negatives`` 2-D (anchors, columns) with at least one
+    column, real floating point; ``num_negatives`` None or an int in [1, columns]."""
+    for tensor, name in zip((positive, negatives), names):
+        _check_real(tensor, name)
     if positive.dim() != 1:
-        raise ValueError(f"positive must be 1-D (anchors,), got shape {tuple(positive.shape)}")
-    if negatives.dim() != 2 or negatives.shape[0] != positive.shape[0]:
+        raise ValueError(f"{names[0]} must be 1-D (anchors,), got shape {tuple(positive.shape)}")
+    if negatives.dim() != 2 or negatives.shape[0] != positive.shape[0] or negatives.shape[1] < 1:
         raise ValueError(
-            f"negatives must be 2-D (anchors, negatives) with {positive.shape[0]} rows, "
-            f"got shape {tuple(negatives.shape)}"
+            f"{names[1]} must be 2-D (anchors, negatives) with {positive.shape[0]} rows and at "
+            f"least one column, got shape {tuple(negatives.shape)}"
+        )
+    _check_num_negatives(num_negatives, negatives.shape[1])
+
+
+def _check_real(tensor: Tensor, name: str) -> None:
+    if not isinstance(tensor, Tensor):
+        raise ValueError(f"{name} must be a tensor, got {type(tensor).__name__}")
+    if not tensor.is_floating_point():
+        raise ValueError(f"{name} must be a real floating-point tensor, got dtype {tensor.dtype}")
+
+
+def _check_num_negatives(num_negatives: int | None, columns: int) -> None:
+    if num_negatives is None:
+        return
+    if (
+        isinstance(num_negatives, bool)
+        or not isinstance(num_negatives, int)
+        or not 1 <= num_negatives <= columns
+    ):
+        raise ValueError(
+            f"num_negatives must be None or an int in [1, {columns}] (the negatives' columns), "
+            f"got {num_negatives!r}"
         )
 
 
 def top_k_negatives(negatives: Tensor, k: int, num_negatives: int | None = None) -> Tensor:
-    """The ``k`` largest negatives of each row (clamped to the negatives available), sorted."""
+    """The ``k`` largest negatives of each row (clamped to the negatives available), sorted.
+
+    Raises:
+        ValueError: ``negatives`` not 2-D with at least one column, ``k`` not an int >= 1, or
+            ``num_negatives`` outside [1, columns].
+    """
+    _check_real(negatives, "negatives")
+    if negatives.dim() != 2 or negatives.shape[1] < 1:
+        raise ValueError(
+            "negatives must be 2-D (anchors, negatives) with at least one column, got shape "
+            f"{tuple(negatives.shape)}"
+        )
+    check_int(k, "k", 1)
+    _check_num_negatives(num_negatives, negatives.shape[1])
     available = negatives.shape[1] if num_negatives is None else num_negatives
-    k = resolve_hard_negatives(int(k), available)
+    k = resolve_hard_negatives(k, available)
     if k == negatives.shape[1]:
         return negatives
     # gather's backward scatters into the selected entries only: every negative outside the
@@ -92,6 +141,10 @@ def info_nce_from_logits(
     denominator: ``softplus(lse(n) - p)`` (precise at low loss), the log-sum-exp by the losses'
     own row reduction (:func:`lightly_temperature.kernels.reduce_logits`).
     """
+    _check_shapes(
+        positive_logits, negative_logits, num_negatives, ("positive_logits", "negative_logits")
+    )
+    hard_negatives = check_hard_negatives(hard_negatives)
     available = negative_logits.shape[1] if num_negatives is None else num_negatives
     k = resolve_hard_negatives(hard_negatives, available)
     selected = k if hard_negatives is not None and k < available else None
@@ -127,7 +180,7 @@ def contrastive_loss(
         >>> round(contrastive_loss(pos, neg, temperature=0.01).item(), 4)
         25.0
     """
-    _check_shapes(positive, negatives)
+    _check_shapes(positive, negatives, num_negatives)
     temperature = check_temperature(temperature)
     hard_negatives = check_hard_negatives(hard_negatives)
     positive = positive.float()
@@ -159,7 +212,7 @@ def simple_loss(
         >>> round(simple_loss(pos, neg).item(), 4)  # -0.5 + (0.25 - 0.45 - 0.1) / 3
         -0.6
     """
-    _check_shapes(positive, negatives)
+    _check_shapes(positive, negatives, num_negatives)
     temperature = check_temperature(temperature)
     hard_negatives = check_hard_negatives(hard_negatives)
     if negative_weight is not None:
@@ -208,6 +261,12 @@ def relative_penalties(
     """
     temperature = check_temperature(temperature)
     hard_negatives = check_hard_negatives(hard_negatives)
+    _check_real(negatives, "negatives")
+    if negatives.dim() not in (1, 2) or negatives.shape[-1] < 1:
+        raise ValueError(
+            "negatives must be 1-D (negatives,) or 2-D (anchors, negatives) with at least one "
+            f"negative, got shape {tuple(negatives.shape)}"
+        )
     if negatives.dim() == 1:
         negatives = negatives.unsqueeze(0)
     logits = negatives.float() / temperature

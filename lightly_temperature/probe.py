@@ -83,6 +83,12 @@ def _is_map_style(loader: DataLoader) -> bool:
 
 def check_not_empty(loader: Any, name: str) -> None:
     """Raises ``ValueError`` when ``loader`` is not a loader or is known to be empty."""
+    if isinstance(loader, Tensor):  # iterable, but each image would become a batch
+        raise ValueError(
+            f"{name} must be a DataLoader (an iterable of batches), got a tensor of shape "
+            f"{tuple(loader.shape)}: wrap it, e.g. DataLoader(TensorDataset(images, labels), "
+            f"batch_size=256). {PROBE_FORMATS}"
+        )
     if not hasattr(loader, "__iter__"):
         raise ValueError(f"{name} must be a DataLoader (an iterable of batches), got {loader!r}")
     length: int | None = None
@@ -95,6 +101,32 @@ def check_not_empty(loader: Any, name: str) -> None:
             length = None
     if length == 0:
         raise ValueError(f"{name} is empty: TemperatureAnalysis needs at least 2 probe samples")
+
+
+#: The probe batches :func:`split_batch` accepts, for error messages.
+PROBE_FORMATS = (
+    "Probe batches must be (views, labels), (views, labels, filenames) or views alone, views "
+    "a tensor of images or a list of two augmented views (as Lightly's data sets give)"
+)
+
+
+def check_probe_batches(loader: Any, name: str, seed: int = 0) -> None:
+    """Reads the first sample of a map-style probe (or the first batch of a list of batches)
+    and raises ``ValueError`` naming ``name`` if :func:`split_batch` cannot read it, so that a
+    bad probe is refused before training rather than at its first evaluation. Training's RNG
+    is untouched; any other loader is checked when it is first embedded."""
+    if _is_map_style(loader):
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            _, first = _IndexedCollate(loader.collate_fn)([(0, loader.dataset[0])])
+    elif isinstance(loader, (list, tuple)) and loader:
+        first = loader[0]
+    else:
+        return
+    try:
+        split_batch(first)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}. {PROBE_FORMATS}") from None
 
 
 class _SeededSubset(Dataset):

@@ -543,3 +543,70 @@ def test_similarity_figure_is_rebuilt_after_pickling(tmp_path):
     assert copy._figure._parts is None and copy._figure.k == 10
     copy._figure.save(str(tmp_path / "b.png"), torch.rand(5), torch.rand(5, 3), "b")
     assert (tmp_path / "b.png").stat().st_size > 1000
+
+
+class _DictProbe(torch.utils.data.Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        return {"image": torch.zeros(1, 8, 8), "label": index % 2}
+
+
+class _CountSteps(pl.Callback):
+    def __init__(self):
+        self.steps = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.steps += 1
+
+
+def test_bad_probe_is_refused_before_training_with_the_accepted_formats(tmp_path):
+    images = torch.zeros(10, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"dataloader must be a DataLoader .* got a tensor of "):
+        TemperatureAnalysis(images)
+    with pytest.raises(ValueError, match=r"\(views, labels\), \(views, labels, filenames\)"):
+        TemperatureAnalysis(images)
+
+    analysis = TemperatureAnalysis(DataLoader(_DictProbe(), batch_size=4), every_n_epochs=5)
+    counter = _CountSteps()
+    trainer = make_trainer(tmp_path, 5, [analysis, counter], limit_train_batches=1)
+    with pytest.raises(ValueError, match=r"the probe dataloader: probe batches must be .*got dict"):
+        trainer.fit(TinySimCLR(), train_loader(128, 64))
+    assert counter.steps == 0
+
+
+class _ForwardIsTheBackbone(TinySimCLR):
+    """A module whose forward gives backbone features and keeps its head elsewhere."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = self.projection_head
+        del self.projection_head
+
+    def forward(self, x):
+        return self.backbone(x).flatten(start_dim=1)
+
+    def training_step(self, batch, batch_idx):
+        x0, x1 = batch[0]
+        return self.criterion(self.head(self(x0)), self.head(self(x1)))
+
+
+def test_embedding_with_forward_is_said_once(tmp_path):
+    analysis = TemperatureAnalysis(probe_loader(40), save_figures=False, save_csv=False)
+    trainer = make_trainer(tmp_path, 2, [analysis], limit_train_batches=1)
+    with pytest.warns(UserWarning, match="embedded with its forward") as record:
+        trainer.fit(_ForwardIsTheBackbone(), train_loader(128, 64))
+    said = [str(w.message) for w in record if "embedded with its forward" in str(w.message)]
+    assert len(said) == 1 and "gives 32-d embeddings" in said[0]
+    assert len(analysis.history) == 2
+
+    # A module with backbone and projection_head is embedded as the loss sees it: not said.
+    import warnings
+
+    analysis = TemperatureAnalysis(probe_loader(40), save_figures=False, save_csv=False)
+    trainer = make_trainer(tmp_path, 1, [analysis], limit_train_batches=1)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        trainer.fit(TinySimCLR(), train_loader(128, 64))
+    assert not [w for w in record if "embedded with its forward" in str(w.message)]

@@ -115,8 +115,12 @@ def test_rerun_skips_finished_runs_and_adds_only_new_ones(tiny_study, capsys):
     assert "run 2 of 2: simclr Contrastive tau=0.5 seed=0 epochs=2: training" in out
     rows = read_csv(output / "results.csv")
     assert len(rows) == 5 and before in (output / "results.csv").read_text()
-    # The report covers the grid of the last command only.
-    assert "| loss | metric | τ = 0.1 | τ = 0.5 |" in (output / "report.md").read_text()
+    # The report covers every finished run comparable with the last command (same K) and
+    # names the others.
+    report = (output / "report.md").read_text()
+    assert "| loss | metric | τ = 0.1 | τ = 0.5 | τ = 1 |" in report
+    assert "HardContrastive" not in report.split("## Metrics")[0]
+    assert "2 more finished run(s) in results.csv used another method" in report
 
 
 def test_rerun_with_other_settings_is_refused(tiny_study, capsys):
@@ -187,9 +191,39 @@ def test_image_folder_data(tmp_path, capsys):
         (["study", "--num-workers", "-1"], "num_workers must be an int >= 0, got -1"),
         (["study", "--batch-size", "1"], "batch_size must be an int >= 2, got 1"),
         (["study", "--optimizer", "adam"], "argument --optimizer: invalid choice: 'adam'"),
-        (["study", "--precision", "bogus"], "precision must be one of transformer-engine"),
+        (["study", "--precision", "bogus"], "precision must be one of 32, 32-true, 16-mixed"),
+        (["study", "--precision", "64"], "(the study evaluates in float32 or mixed precision)"),
+        (["study", "--seeds", "0", "-1"], "seeds must be ints >= 0, got (0, -1)"),
+        (["study", "--data", "{tmp}/oneclass"], "found 1 class subfolder (a), need at least 2"),
+        (
+            ["study", "--data", "{tmp}/damaged"],
+            "--data {tmp}/damaged: cannot read image {tmp}/damaged/b/cut.png (",
+        ),
+        (["study", "--output", "{tmp}/file"], "--output {tmp}/file: {tmp}/file is a file"),
+        (
+            ["study", "--output", "{tmp}/file/below"],
+            "--output {tmp}/file/below: cannot write to {tmp}/file/below (Not a directory)",
+        ),
+        (["study", "--output", "/proc/self/study"], "--output /proc/self/study: cannot write"),
+        (
+            ["study", "--output", "{tmp}/foreign"],
+            "{tmp}/foreign/results.csv is not a study results file of this version: its "
+            "columns are a,b, expected method,loss,",
+        ),
+        (["study", "--accelerator", "bogus"], "--accelerator bogus --devices auto: You selected"),
+        pytest.param(
+            ["study", "--accelerator", "gpu"],
+            "--accelerator gpu --devices auto: No supported gpu backend found!",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there"),
+        ),
+        (["study", "--devices", "0"], "--accelerator auto --devices 0: `Trainer(devices=0)`"),
+        (["study", "--devices", "abc"], "--accelerator auto --devices abc: `devices` selected"),
         (["explain", "--temperatures", "0"], "temperature must be a finite float > 0, got 0.0"),
-        (["explain", "--hard-negatives", "0"], "hard_negatives must be an int >= 1, got 0"),
+        (["explain", "--hard-negatives", "0"], "hard_negatives must be an int >= 1 (K), got 0"),
+        (["explain", "--hard-negatives", "1.5"], "a fraction alpha in (0, 1], got 1.5"),
+        (["explain", "--plot", "{tmp}/empty"], "--plot {tmp}/empty: a folder; give a file name"),
+        (["explain", "--plot", "/proc/self/x.png"], "--plot /proc/self/x.png: cannot write"),
+        (["explain", "--plot", "{tmp}/x.v2"], "unknown image format '.v2', use one of "),
         (["explain", "--similarities", "0.5"], "at least one negative"),
         (["nonsense"], "invalid choice: 'nonsense'"),
     ],
@@ -206,6 +240,13 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path, capsys, monkeypatch, ar
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
     (tmp_path / "nosamples" / "a").mkdir(parents=True)
+    (tmp_path / "file").write_text("")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "results.csv").write_text("a,b\n1,2\n")
+    _image_folder(tmp_path / "oneclass", classes=("a",))
+    _image_folder(tmp_path / "damaged", classes=("a", "b"))
+    png = (tmp_path / "damaged" / "b" / "0.png").read_bytes()
+    (tmp_path / "damaged" / "b" / "cut.png").write_bytes(png[: len(png) // 2])
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     try:
         status = main(args)
@@ -219,6 +260,16 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path, capsys, monkeypatch, ar
     assert err.startswith("lightly-temperature")
     assert "Traceback" not in captured.err + captured.out
     assert not (tmp_path / "study_output").exists()  # nothing written for bad input
+    assert not list(tmp_path.glob("*.png"))
+
+
+def _image_folder(root, classes, images=4) -> None:
+    from PIL import Image
+
+    for index, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(images):
+            Image.new("RGB", (8, 8), (40 * i, 100 * index, 0)).save(root / name / f"{i}.png")
 
 
 def test_python_dash_m_reports_bad_input_without_traceback(tmp_path):

@@ -138,3 +138,12 @@ def test_first_loss_call_of_a_step_is_read(tmp_path):
     assert monitor.history[0]["positive_similarity"] == pytest.approx(
         expected["positive_similarity"], rel=1e-5
     )
+
+
+def test_one_row_per_optimizer_step_under_gradient_accumulation(tmp_path):
+    monitor = HardnessMonitor(log_every_n_steps=1)
+    torch.manual_seed(0)
+    trainer = make_trainer(tmp_path, 1, [monitor], limit_train_batches=6, accumulate_grad_batches=2)
+    trainer.fit(Watched(HardContrastiveLoss(0.3, hard_negatives=5)), train_loader(512, 32))
+    assert trainer.global_step == 3
+    assert [row["step"] for row in monitor.history] == [0, 1, 2]

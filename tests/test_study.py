@@ -130,9 +130,15 @@ def test_every_optimizer_the_study_accepts_is_built_by_its_module(optimizer, exp
     assert (built.defaults["lr"], built.defaults["weight_decay"]) == (0.01, 0.5)
 
 
-@pytest.mark.parametrize("precision", [None, 32, "32", "16-mixed", "bf16-mixed", "64-true"])
-def test_config_accepts_lightning_precisions(precision):
+@pytest.mark.parametrize("precision", [None, 32, "32", "32-true", "16-mixed", "bf16-mixed"])
+def test_config_accepts_the_precisions_the_study_evaluates_in(precision):
     assert StudyConfig(precision=precision).precision == precision
+
+
+@pytest.mark.parametrize("precision", [64, "64", "64-true", "16-true", "bf16-true", True])
+def test_config_refuses_precisions_its_evaluation_cannot_run(precision):
+    with pytest.raises(ValueError, match=f"precision must be one of 32, .*, got {precision!r}"):
+        StudyConfig(precision=precision)
 
 
 def _settings(**changes):

@@ -182,3 +182,85 @@ def test_numpy_numbers_are_accepted_where_python_numbers_are():
     for bad in (np.int64(0), np.float32(1.5), np.bool_(True)):
         with pytest.raises(ValueError, match="hard_negatives"):
             HardContrastiveLoss(hard_negatives=bad)
+
+
+def _functional_edges():
+    from lightly_temperature.functional import info_nce_from_logits, top_k_negatives
+
+    negatives, positive = torch.randn(4, 6), torch.randn(4)
+    return [
+        (lambda: top_k_negatives(negatives, 0), "k must be an int >= 1, got 0"),
+        (lambda: top_k_negatives(negatives, -1), "k must be an int >= 1, got -1"),
+        (lambda: top_k_negatives(torch.randn(6), 2), "negatives must be 2-D .* shape \\(6,\\)"),
+        (lambda: top_k_negatives(torch.tensor(1.0), 2), "negatives must be 2-D .* shape \\(\\)"),
+        (
+            lambda: top_k_negatives(negatives, 2, num_negatives=7),
+            "num_negatives must be None or an int in \\[1, 6\\] .*, got 7",
+        ),
+        (
+            lambda: contrastive_loss(positive, negatives, 0.5, 2, num_negatives=9),
+            "num_negatives must be None or an int in \\[1, 6\\] .*, got 9",
+        ),
+        (
+            lambda: simple_loss(positive, negatives, num_negatives=9),
+            "num_negatives must be None or an int in \\[1, 6\\] .*, got 9",
+        ),
+        (
+            lambda: info_nce_from_logits(torch.randn(4), torch.randn(4)),
+            "negative_logits must be 2-D .* shape \\(4,\\)",
+        ),
+        (
+            lambda: info_nce_from_logits(torch.tensor(1.0), torch.tensor(1.0)),
+            "positive_logits must be 1-D \\(anchors,\\), got shape \\(\\)",
+        ),
+        (
+            lambda: contrastive_loss(positive, torch.randn(4, 0)),
+            "at least one column, got shape \\(4, 0\\)",
+        ),
+        (
+            lambda: contrastive_loss(positive.bool(), negatives),
+            "positive must be a real floating-point tensor, got dtype torch.bool",
+        ),
+        (
+            lambda: relative_penalties(torch.randn(2, 3, 4), 0.5),
+            "negatives must be 1-D .* or 2-D .*, got shape \\(2, 3, 4\\)",
+        ),
+        (lambda: relative_penalties(torch.tensor(1.0), 0.5), "got shape \\(\\)"),
+        (
+            lambda: relative_penalties(torch.randn(3, 4, dtype=torch.cfloat), 0.5),
+            "negatives must be a real floating-point tensor, got dtype torch.complex64",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("index", range(14))
+def test_functional_edges_raise_value_errors_naming_the_argument(index):
+    call, message = _functional_edges()[index]
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        (torch.randn(4, 3, dtype=torch.cfloat), "out0 must be a real floating-point tensor, got"),
+        (torch.ones(4, 3, dtype=torch.bool), "dtype torch.bool"),
+        (torch.ones(4, 3, dtype=torch.long), "dtype torch.int64"),
+        (torch.randn(4, 0), "out0 must have at least one dimension, got shape \\(4, 0\\)"),
+    ],
+)
+def test_losses_refuse_embeddings_that_are_not_real_vectors(cls, out, message):
+    with pytest.raises(ValueError, match=message):
+        cls()(out, out.clone())
+
+
+def test_effective_rank_of_non_finite_embeddings_is_nan_like_the_other_metrics():
+    from lightly_temperature.metrics import effective_rank, tolerance, uniformity
+
+    z = torch.randn(20, 5)
+    z[0, 0] = float("nan")
+    assert torch.isnan(effective_rank(z))
+    assert torch.isnan(uniformity(z)) and torch.isnan(tolerance(z, torch.arange(20) % 3))
+    z[0, 0] = float("inf")
+    assert torch.isnan(effective_rank(z))

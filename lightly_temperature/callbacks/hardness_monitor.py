@@ -38,6 +38,9 @@ class HardnessMonitor(Callback):
     in one step, the first call is read. Under DDP each rank's loss sees its own anchors;
     rank zero's values are logged.
 
+    With ``accumulate_grad_batches``, a row is logged once per optimizer step, from the
+    step's last batch (as Lightning counts steps).
+
     Args:
         log_every_n_steps: log every N optimizer steps. Default: the trainer's
             ``log_every_n_steps``, on the same steps as Lightning's own step logging.
@@ -106,6 +109,8 @@ class HardnessMonitor(Callback):
     ) -> None:
         # The step counter does not move between batch start and batch end: both hooks agree.
         self._statistics = None
+        if _accumulates(trainer):  # one row per optimizer step, from its last batch
+            return
         if self._watched is not None and self._hook is None and self.should_log(trainer):
             self._hook = self._watched.register_forward_pre_hook(self._observe, with_kwargs=True)
 
@@ -144,3 +149,13 @@ class HardnessMonitor(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = [dict(row) for row in state_dict.get("history", [])]
+
+
+def _accumulates(trainer: Trainer) -> bool:
+    """Whether this batch only accumulates gradients (``accumulate_grad_batches``): the
+    optimizer does not step after it, and the step counter does not move."""
+    if trainer.accumulate_grad_batches == 1:
+        return False
+    epoch_loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    should_accumulate = getattr(epoch_loop, "_should_accumulate", None)
+    return bool(should_accumulate()) if should_accumulate is not None else False

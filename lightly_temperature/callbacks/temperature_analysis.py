@@ -27,6 +27,7 @@ from lightly_temperature.probe import (
     ProbeMetrics,
     check_metrics,
     check_not_empty,
+    check_probe_batches,
     default_embed,
     embed_probe,
     metric_names,
@@ -58,14 +59,16 @@ class TemperatureAnalysis(Callback):
         dataloader: the probe. Batches like Lightly's data sets: ``(views, labels)`` or
             ``(views, labels, filenames)``, ``views`` a list of two augmented image tensors or
             one tensor (then alignment and the similarities are skipped). Default: the
-            trainer's first validation loader.
+            trainer's first validation loader. A bare tensor, or a map-style loader whose
+            first sample is in none of these formats, is refused before training.
         every_n_epochs: evaluate at the end of every N-th training epoch (0 or None: never).
         every_n_steps: also evaluate every N optimizer steps (None: never). Step-wise values
             are written directly to the loggers at that step.
         max_samples: probes larger than this are subsampled with ``seed`` (None: no limit).
         metrics: which of ``AVAILABLE_METRICS`` to compute.
         embed: ``embed(pl_module, images) -> embeddings``. Default:
-            ``projection_head(backbone(x))`` when the module has both, else ``pl_module(x)``.
+            ``projection_head(backbone(x))`` when the module has both, else ``pl_module(x)``
+            (said once in a warning, with the embedding's width).
         top_k: how many hardest negatives per anchor (the paper uses 10).
         seed: seed of the subsampling and of each probe sample's augmentations.
         chunk_size: rows per chunk of the pairwise metrics.
@@ -119,6 +122,7 @@ class TemperatureAnalysis(Callback):
         self._probe: Any | None = None
         self._warned_no_labels = False
         self._warned_one_view = False
+        self._warned_forward = False
         self._last_step_evaluated: int | None = None
 
     @property
@@ -150,6 +154,7 @@ class TemperatureAnalysis(Callback):
                 "validation dataloader"
             )
         check_not_empty(self._probe, "the probe dataloader")
+        check_probe_batches(self._probe, "the probe dataloader", self.seed)
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -198,6 +203,14 @@ class TemperatureAnalysis(Callback):
         if self._probe is None:
             self.on_train_start(trainer, pl_module)
         probe = self._embed(trainer, pl_module)
+        if self.embed is default_embed and not self._warned_forward and not _has_head(pl_module):
+            self._warned_forward = True
+            rank_zero_warn(
+                "TemperatureAnalysis: the module has no backbone and projection_head, so the "
+                f"probe is embedded with its forward, which gives {probe.z0.shape[1]}-d "
+                "embeddings; the metrics are meant for what the loss compares (the projection): "
+                "if forward returns backbone features, pass embed=lambda module, x: ..."
+            )
         if probe.num_samples < 2:
             raise ValueError(
                 f"the probe dataloader gave {probe.num_samples} sample(s): TemperatureAnalysis "
@@ -277,6 +290,13 @@ class TemperatureAnalysis(Callback):
                 self._figure.save(path, positive, negatives, title)
         if self.save_csv:
             self._csv.write(os.path.join(out_dir, "history.csv"), self.history)
+
+
+def _has_head(module: LightningModule) -> bool:
+    """Whether :func:`default_embed` embeds with ``projection_head(backbone(x))``."""
+    return callable(getattr(module, "backbone", None)) and callable(
+        getattr(module, "projection_head", None)
+    )
 
 
 def _val_loader(trainer: Trainer) -> Any | None:

@@ -20,7 +20,7 @@ def effective_rank(z: Tensor, eps: float = 1e-7) -> Tensor:
 
     ``sigma`` are the singular values of the (unnormalised) ``(N, D)`` embedding matrix; the
     value lies in [1, min(N, D)] (up to eps), 1 for fully collapsed embeddings. A zero matrix
-    has rank 0. Memory O(N x D).
+    has rank 0; non-finite embeddings give NaN. Memory O(N x D).
 
     Args:
         z: ``(N, D)`` embeddings.
@@ -29,6 +29,8 @@ def effective_rank(z: Tensor, eps: float = 1e-7) -> Tensor:
     z = check_matrix(z, "z")
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < 1:
         raise ValueError(f"eps must be a float in [0, 1), got {eps!r}")
+    if not torch.isfinite(z).all():
+        return z.new_tensor(float("nan"))  # as the other metrics: NaN in, NaN out
     sigma = torch.linalg.svdvals(z)
     total = sigma.sum()
     if total.item() == 0:

@@ -163,6 +163,22 @@ def _subset(dataset: Dataset, max_samples: int | None, seed: int) -> Dataset:
     return Subset(dataset, index.tolist())
 
 
+def _check_images_readable(path: str, files: list[str]) -> None:
+    """Decodes every image before training, so that a damaged file is named now rather than
+    crashing a run."""
+    from PIL import Image
+
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image.load()
+        except Exception as error:  # PIL raises many kinds for a file it cannot decode
+            raise StudyDataError(
+                f"--data {path}: cannot read image {file} ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else 'unreadable'})"
+            ) from None
+
+
 def load_folder_data(
     path: str,
     image_size: int = 32,
@@ -189,6 +205,12 @@ def load_folder_data(
         ) from None
     if len(plain_set) < 4:
         raise StudyDataError(f"--data {path}: found {len(plain_set)} images, need at least 4")
+    if len(plain_set.classes) < 2:
+        raise StudyDataError(
+            f"--data {path}: found {len(plain_set.classes)} class subfolder "
+            f"({', '.join(plain_set.classes)}), need at least 2 for the kNN and linear evaluation"
+        )
+    _check_images_readable(path, [file for file, _ in plain_set.samples])
     view_set = ImageFolder(str(root), transform=views)
     labels = torch.tensor(plain_set.targets)
     train_index, test_index = _stratified_split(labels, test_fraction, split_seed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -172,17 +172,43 @@ def plot_metrics(
     return paths
 
 
-def plot_similarity_grid(runs: Sequence[tuple[str, str, Path]], path: Path) -> Path | None:
+def load_similarities(file: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The positive and top-k negative similarities saved for one run. Loaded as tensors
+    only (``weights_only``: a file in a shared folder cannot run code); ValueError naming the
+    file if it is damaged or holds something else."""
+    try:
+        saved = torch.load(file, map_location="cpu", weights_only=True)
+        positive, negatives = saved["positive"], saved["negatives"]
+        if not (isinstance(positive, torch.Tensor) and isinstance(negatives, torch.Tensor)):
+            raise TypeError("not tensors")
+    except Exception as error:  # unpickling raises many kinds; all mean "not usable"
+        raise ValueError(
+            f"{file} is not a run's saved similarities ({type(error).__name__})"
+        ) from None
+    return positive, negatives
+
+
+def plot_similarity_grid(
+    runs: Sequence[tuple[str, str, Path]], path: Path, warn: Callable[[str], None] = print
+) -> Path | None:
     """All runs' similarity distributions in one figure (the renderer of
     :mod:`lightly_temperature.figures`), from the ``.pt`` files saved per run.
-    ``runs``: (loss label, tau label, file) in display order."""
-    runs = [r for r in runs if r[2].exists()]
-    if not runs:
-        return None
+    ``runs``: (loss label, tau label, file) in display order. A damaged file is renamed to
+    ``*.pt.rejected`` and left out of the figure, with a warning."""
     panels = []
     for loss, tau, file in runs:
-        saved = torch.load(file)
-        panels.append((f"{loss}, {tau}", saved["positive"], saved["negatives"]))
+        if not file.exists():
+            continue
+        try:
+            positive, negatives = load_similarities(file)
+        except ValueError as error:
+            rejected = file.with_name(file.name + ".rejected")
+            file.replace(rejected)
+            warn(f"warning: {error}: moved to {rejected}, left out of {path.name}")
+            continue
+        panels.append((f"{loss}, {tau}", positive, negatives))
+    if not panels:
+        return None
     save_similarity_grid(path, panels, k=TOP_K)
     return path
 
@@ -213,10 +239,12 @@ def write_report(
     settings: Sequence[str] = (),
     loss_order: Sequence[str] = (),
     run_files: Sequence[tuple[str, str, str, Path]] = (),
+    warn: Callable[[str], None] = print,
 ) -> Path:
     """Writes ``report.md`` and the plots into ``output_dir`` and returns the report's path.
 
-    ``run_files``: (run name, loss, tau label, saved similarities) for the per-run plots.
+    ``run_files``: (run name, loss, tau label, saved similarities) for the per-run plots;
+    ``warn`` receives a line for each damaged file left out.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -234,6 +262,7 @@ def write_report(
     grid = plot_similarity_grid(
         [(display_name(loss), tau, file) for _, loss, tau, file in run_files],
         output_dir / PLOTS["similarities"],
+        warn,
     )
     n_seeds = max(m["knn_accuracy"][2] for m in agg.values())
     lines += [

@@ -1,8 +1,10 @@
 """Runs a temperature study: trains each run of the grid, evaluates it and appends it to
 ``results.csv`` as it finishes; writes ``report.md`` and the plots once, after the last run
 (an interrupted study keeps its finished runs in the CSV: rerun it to resume and get the
-report). Rerunning skips the runs already in the CSV; ``study.json`` keeps the settings
-they were trained with, and a rerun with other settings is refused.
+report). Rerunning skips the runs already in the CSV; ``study.json``, written once a run has
+finished, keeps the settings they were trained with, and a rerun with other settings is
+refused. The report covers every finished run of the folder that is comparable with this
+command's (same method, epochs and K) and names the others.
 
 Example:
     >>> from lightly_temperature.study import StudyConfig, run_study
@@ -12,6 +14,8 @@ Example:
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -19,6 +23,8 @@ from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.exceptions import MisconfigurationException
+from pytorch_lightning.trainer.states import TrainerStatus
 from pytorch_lightning.utilities import rank_zero_only
 
 from lightly_temperature.figures import save_similarity_figure
@@ -29,6 +35,7 @@ from lightly_temperature.study.config import (
     StudyConfig,
     display_name,
     format_hard_negatives,
+    parse_hard_negatives,
     takes_hard_negatives,
 )
 from lightly_temperature.study.data import StudyData, load_study_data
@@ -39,6 +46,10 @@ from lightly_temperature.study.results import ResultsFile, row_key
 from lightly_temperature.study.settings import check_output_settings, study_settings
 
 Printer = Callable[[str], None]
+
+
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a study; the message says how many runs finished (they are kept)."""
 
 
 def check_losses(losses) -> None:
@@ -75,25 +86,47 @@ def build_module(config: StudyConfig, run: RunSpec, data: StudyData) -> pl.Light
     return module
 
 
+def _trainer_settings(config: StudyConfig) -> dict[str, Any]:
+    settings: dict[str, Any] = dict(
+        accelerator=config.accelerator,
+        devices=config.devices,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=config.progress_bar,
+    )
+    if config.precision is not None:
+        settings["precision"] = config.precision
+    return settings
+
+
+def check_trainer_settings(config: StudyConfig) -> None:
+    """ValueError naming ``--accelerator``, ``--devices`` and ``--precision`` if Lightning
+    refuses them on this machine (an unknown accelerator, a GPU that is not there, 0
+    devices), before any training."""
+    _quiet_lightning()
+    try:
+        pl.Trainer(**_trainer_settings(config), logger=False)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(
+            f"--accelerator {config.accelerator} --devices {config.devices}"
+            + (f" --precision {config.precision}" if config.precision is not None else "")
+            + f": {message}"
+        ) from None
+
+
 def build_trainer(
     config: StudyConfig, run: RunSpec, output: Path, callbacks: list[pl.Callback] | None = None
 ) -> pl.Trainer:
     """The Lightning trainer of one run (CSV log under ``output/logs/<run>``)."""
-    kwargs: dict[str, Any] = dict(
+    return pl.Trainer(
+        **_trainer_settings(config),
         callbacks=callbacks,
         max_epochs=run.epochs,
-        accelerator=config.accelerator,
-        devices=config.devices,
         logger=pl.loggers.CSVLogger(str(output / "logs"), name=run.name, version=""),
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=config.progress_bar,
         log_every_n_steps=5,
         deterministic=False,
     )
-    if config.precision is not None:
-        kwargs["precision"] = config.precision
-    return pl.Trainer(**kwargs)
 
 
 def study_threads(config: StudyConfig) -> int | None:
@@ -109,6 +142,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*number of training batches.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # A run trained again (its row was set aside) replaces its own old log.
+    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
 
 
 def _settings(config: StudyConfig, data: StudyData) -> list[str]:
@@ -134,6 +169,7 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
     Raises:
         ValueError: an unknown loss, a data source that cannot be used, or an output folder
             whose ``study.json`` holds other settings (all before any training).
+        StudyInterrupted: Ctrl-C; the runs finished until then are kept in ``results.csv``.
     """
     check_losses(config.losses)
     if data is None:
@@ -142,45 +178,45 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
         )
     output = Path(config.output)
     is_rank_zero = rank_zero_only.rank == 0
-    # Before any training: refuse an output folder whose runs used other settings.
-    check_output_settings(output, study_settings(config, data), write=is_rank_zero)
-    output.mkdir(parents=True, exist_ok=True)
+    settings = study_settings(config, data)
+    # Before any training: refuse an output folder whose runs used other settings. The folder
+    # is bound to these settings only once a run has finished (a crashed first run binds
+    # nothing).
+    check_output_settings(output, settings, write=False)
     results = ResultsFile(output / "results.csv")
+    if is_rank_zero:
+        for warning in results.set_aside_malformed():
+            printer(f"warning: {warning}")
     finished = results.finished_keys()
     runs = config.runs()
     title = f"{data.name}, {config.method}"
     start = time.perf_counter()
     _quiet_lightning()
 
-    def report() -> Path:
-        keys = {run.key for run in runs}
-        rows = [r for r in results.rows() if row_key(r) in keys]
-        run_files = [
-            (
-                run.name,
-                run.loss,
-                run.temperature_label,
-                output / SIMILARITY_DIR / f"{run.name}.pt",
-            )
-            for run in runs
-        ]
-        return write_report(
-            rows, output, title, _settings(config, data), list(config.losses), run_files
-        )
+    def bind_settings() -> None:
+        if results.rows():
+            check_output_settings(output, settings, write=is_rank_zero)
 
     threads = study_threads(config)
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        _run_grid(config, data, runs, finished, results, output, printer)
+        _run_grid(config, data, runs, finished, results, output, printer, bind_settings)
+    except KeyboardInterrupt:
+        done = len({run.key for run in runs} & results.finished_keys())
+        raise StudyInterrupted(
+            f"interrupted; {done} of {len(runs)} runs finished and are kept in {results.path}: "
+            "rerun the same command to resume"
+        ) from None
     finally:
         torch.set_num_threads(previous_threads)
     # Under DDP every rank gets here; only global rank zero trained the evaluation and
     # wrote results.csv, and only it writes the report (the other ranks would race on it).
     if rank_zero_only.rank != 0:
         return output / "report.md"
-    path = report()
+    bind_settings()
+    path = _report(config, data, runs, results, output, title, printer)
     printer(f"{len(runs)} runs in {time.perf_counter() - start:.0f}s; report: {path}")
     return path
 
@@ -193,6 +229,7 @@ def _run_grid(
     results: ResultsFile,
     output: Path,
     printer: Printer,
+    on_row_written: Callable[[], None],
 ) -> None:
     for i, run in enumerate(runs, 1):
         prefix = f"run {i} of {len(runs)}: {run.describe()}"
@@ -205,7 +242,7 @@ def _run_grid(
         trainer = build_trainer(config, run, output)
         loader = data.train_loader(config.batch_size, seed=run.seed, num_workers=config.num_workers)
         began = time.perf_counter()
-        trainer.fit(module, train_dataloaders=loader)
+        _fit(trainer, module, loader)
         train_seconds = time.perf_counter() - began
         if not trainer.is_global_zero:
             continue
@@ -232,12 +269,80 @@ def _run_grid(
             "train_seconds": round(train_seconds, 2),
         }
         results.append(row)
+        on_row_written()
         metrics = evaluation.metrics
         printer(
             f"{prefix}: done in {train_seconds:.0f}s, kNN {metrics['knn_accuracy']:.3f}, "
             f"linear {metrics['linear_accuracy']:.3f}, uniformity {metrics['uniformity']:.3f}, "
             f"tolerance {metrics['tolerance']:.3f}"
         )
+
+
+def _fit(trainer: pl.Trainer, module: pl.LightningModule, loader) -> None:
+    """``trainer.fit``, except that Ctrl-C stays a KeyboardInterrupt (Lightning turns it into
+    ``sys.exit(1)`` and ignores further Ctrl-C)."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, train_dataloaders=loader)
+    except SystemExit:
+        if trainer.state.status != TrainerStatus.INTERRUPTED:
+            raise
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
+        raise KeyboardInterrupt from None
+
+
+def _comparable(config: StudyConfig, row: dict[str, str]) -> bool:
+    """Whether a finished run belongs in this command's report: same method and epochs, and
+    the K this command gives its loss (its table aggregates over seeds only)."""
+    k = format_hard_negatives(config.hard_negatives) if takes_hard_negatives(row["loss"]) else ""
+    return (
+        row["method"] == config.method
+        and int(row["epochs"]) == config.epochs
+        and format_hard_negatives(parse_hard_negatives(row["hard_negatives"])) == k
+    )
+
+
+def _report(
+    config: StudyConfig,
+    data: StudyData,
+    runs: list[RunSpec],
+    results: ResultsFile,
+    output: Path,
+    title: str,
+    printer: Printer,
+) -> Path:
+    """``report.md`` of every finished run comparable with this command's grid (the grid's,
+    then the folder's others); a line names the finished runs left out."""
+    rows = results.rows()
+    shown = [row for row in rows if _comparable(config, row)]
+    grid_keys = {run.key for run in runs}
+    extra = {row_key(row): row for row in shown if row_key(row) not in grid_keys}
+    extra_runs = [
+        RunSpec(
+            row["method"],
+            row["loss"],
+            float(row["temperature"]),
+            parse_hard_negatives(row["hard_negatives"]),
+            int(row["seed"]),
+            int(row["epochs"]),
+        )
+        for row in extra.values()
+    ]
+    extra_runs.sort(key=lambda r: (r.loss, r.temperature, r.seed))
+    lines = _settings(config, data)
+    left_out = len({row_key(row) for row in rows}) - len({row_key(row) for row in shown})
+    if left_out:
+        lines.append(
+            f"{left_out} more finished run(s) in results.csv used another method, number of "
+            "epochs or K and are not in this report: rerun with their settings and this "
+            "--output to report them"
+        )
+    run_files = [
+        (run.name, run.loss, run.temperature_label, output / SIMILARITY_DIR / f"{run.name}.pt")
+        for run in runs + extra_runs
+    ]
+    return write_report(shown, output, title, lines, list(config.losses), run_files, warn=printer)
 
 
 def _save_similarities(

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from lightly_temperature._validation import check_writable_folder
 from lightly_temperature.study.config import StudyConfig
 from lightly_temperature.study.data import TORCHVISION_DATASETS, StudyData
 
@@ -69,6 +70,12 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         for name in names
         if old.get(name) != new.get(name)
     ]
+
+
+def check_output_folder(output: str | Path) -> None:
+    """Creates the output folder if needed; ValueError naming ``--output`` if it is a file,
+    lies below a file or cannot be written to (checked before training)."""
+    check_writable_folder(output, "--output")
 
 
 def check_output_settings(output: str | Path, settings: dict[str, Any], write: bool = True) -> None:
