@@ -41,10 +41,10 @@ def uniformity_loss(z: Tensor, t: float = 2.0, chunk_size: int = DEFAULT_CHUNK_S
     with a log-sum-exp over row chunks: stable (no underflow of ``exp`` for large t) and with
     extra memory O(chunk_size x N) instead of the N(N-1)/2 pairs. Lower is more uniform.
 
-    Rows that are zero or not finite have no direction: they are left out, with a
-    ``RuntimeWarning`` that counts them (a zero row would otherwise count as a point at
-    distance sqrt(2) from all others, and 10 zero rows would score a perfect 4). Fewer than two
-    rows left give NaN, with the same warning: a collapse is never reported as uniformity.
+    Rows that are zero or not finite have no direction: if there are any, the value is NaN,
+    with a ``RuntimeWarning`` that counts them (a zero row would otherwise count as a point at
+    distance sqrt(2) from all others, and 10 zero rows would score a perfect 4): a collapse is
+    never reported as uniformity.
 
     Args:
         z: ``(N, D)`` embeddings, N >= 2; L2-normalised here.
@@ -57,10 +57,10 @@ def uniformity_loss(z: Tensor, t: float = 2.0, chunk_size: int = DEFAULT_CHUNK_S
     z = check_matrix(z, "z", min_rows=2)
     t = check_positive(t, "t")
     chunk_size = check_chunk_size(chunk_size)
-    z = _directions(z)
-    n = z.shape[0]
-    if n < 2:
+    if _rows_without_direction(z):
         return torch.full((), float("nan"), dtype=z.dtype, device=z.device)
+    z = F.normalize(z, dim=1)
+    n = z.shape[0]
     # -t ||z_i - z_j||^2 = 2t s_ij - 2t for unit vectors: 2t is folded into one (N, D) operand,
     # so each block costs one product, one max, one subtraction, one exp and one sum. The
     # matrix is symmetric: only the blocks on and above the diagonal are computed, those above
@@ -89,20 +89,19 @@ def uniformity_loss(z: Tensor, t: float = 2.0, chunk_size: int = DEFAULT_CHUNK_S
     return total.clamp_max(0.0)  # exp(-t d^2) <= 1: rounding must not make it positive
 
 
-def _directions(z: Tensor) -> Tensor:
-    """The rows of ``z`` that have a direction (nonzero, finite), L2-normalised; warns when
-    any are left out (one host synchronisation: an evaluation-time metric)."""
+def _rows_without_direction(z: Tensor) -> int:
+    """How many rows of ``z`` are zero or not finite; warns when there are any (one host
+    synchronisation: an evaluation-time metric)."""
     has_direction = torch.isfinite(z).all(dim=1) & (z.abs().amax(dim=1) > 0)
-    left_out = int((~has_direction).sum())
-    if left_out:
+    count = int((~has_direction).sum())
+    if count:
         warnings.warn(
-            f"uniformity: {left_out} of {z.shape[0]} embeddings are zero or not finite and are "
-            "left out (a collapse or a numerical failure, not a uniform embedding)",
+            f"uniformity: {count} of {z.shape[0]} embeddings are zero or not finite: "
+            "uniformity is NaN (a collapse or a numerical failure, not a uniform embedding)",
             RuntimeWarning,
             stacklevel=3,
         )
-        z = z[has_direction]
-    return F.normalize(z, dim=1)
+    return count
 
 
 def uniformity(z: Tensor, t: float = 2.0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
