@@ -103,32 +103,42 @@ def _log_softmax_norm(values: Tensor, top: Tensor, argmax: Tensor) -> tuple[Tens
     return top - weights.gather(1, argmax).log(), weights
 
 
-def _weighted_logmeanexp(values: Tensor, beta: float, count: int | Tensor) -> tuple[Tensor, Tensor]:
+def _weighted_logmeanexp(
+    values: Tensor, beta: float, count: int | Tensor, owned: bool
+) -> tuple[Tensor, Tensor]:
     """``(log Σ_j softmax(βL)_j e^{L_j}, its gradient weights)`` per row of ``values``.
 
     That is ``lse((1+β)L) - lse(βL)``; its gradient is ``(1+β) softmax((1+β)L) - β
     softmax(βL)``. At β = 0, ``lse(L) - log(count)`` (``count``: the finite columns per row).
+    ``owned``: ``values`` may be overwritten (one (A, C) buffer is saved).
     """
     top, argmax = values.max(dim=1, keepdim=True)
     if beta == 0:
         lse, weights = _log_softmax_norm(values, top, argmax)
         log_count = math.log(count) if isinstance(count, int) else count.log().unsqueeze(1)
         return (lse - log_count).squeeze(1), weights
-    lse_sharp, sharp = _log_softmax_norm(values * (1.0 + beta), top * (1.0 + beta), argmax)
-    lse_flat, flat = _log_softmax_norm(values * beta, top * beta, argmax)
-    weights = sharp.mul_(1.0 + beta).sub_(flat, alpha=beta)
-    return (lse_sharp - lse_flat).squeeze(1), weights
+    # Both exponentials from the shifted logits L - max (<= 0: no overflow; the row maximum
+    # gives e^0 = 1 to both sums: no underflow), the sharp one in the shifted buffer itself.
+    shifted = values.sub_(top) if owned else values - top
+    flat = torch.mul(shifted, beta).exp_()
+    sharp = shifted.mul_(1.0 + beta).exp_()
+    sharp_sum = sharp.sum(dim=1, keepdim=True)
+    flat_sum = flat.sum(dim=1, keepdim=True)
+    out = top + sharp_sum.log() - flat_sum.log()
+    weights = sharp.mul_((1.0 + beta) / sharp_sum).sub_(flat.mul_(beta / flat_sum))
+    return out.squeeze(1), weights
 
 
 def _reduce_rows(
-    logits: Tensor, k: int | None, kind: str, beta: float, count: int | Tensor
+    logits: Tensor, k: int | None, kind: str, beta: float, count: int | Tensor, owned: bool
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Row reductions of logits and what their backward needs: (out, weights, index).
 
-    ``count``: the finite columns of each row (used by the weighted kind at β = 0)."""
+    ``count``: the finite columns of each row (used by the weighted kind at β = 0);
+    ``owned``: ``logits`` may be overwritten."""
     if k is None:
         if kind == WEIGHTED_LOGMEANEXP:
-            out, weights = _weighted_logmeanexp(logits, beta, count)
+            out, weights = _weighted_logmeanexp(logits, beta, count, owned)
             return out, weights, None
         if kind != LOGSUMEXP:
             raise ValueError(f"kind={kind!r} over all columns is not supported")
@@ -138,7 +148,7 @@ def _reduce_rows(
     index = top_k_indices(logits, k)
     values = logits.gather(1, index)
     if kind == WEIGHTED_LOGMEANEXP:
-        out, weights = _weighted_logmeanexp(values, beta, k)
+        out, weights = _weighted_logmeanexp(values, beta, k, owned=True)
         return out, weights, index
     if kind == LOGSUMEXP:
         return torch.logsumexp(values, dim=1), torch.softmax(values, dim=1), index
@@ -173,7 +183,7 @@ class _ReduceSimilarities(torch.autograd.Function):
         if excluded is not None:
             logits.scatter_(1, excluded, float("-inf"))
             count -= excluded.shape[1]  # distinct columns per row (the anchor, its positive)
-        out, weights, index = _reduce_rows(logits, k, kind, beta, count)
+        out, weights, index = _reduce_rows(logits, k, kind, beta, count, owned=True)
         ctx.shape = logits.shape
         ctx.save_for_backward(query, candidates, weights, index)
         return out
@@ -192,7 +202,7 @@ class _ReduceLogits(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, k: int | None, kind: str, beta: float) -> Tensor:  # type: ignore[override]
         count = torch.isfinite(logits).sum(dim=1) if kind == WEIGHTED_LOGMEANEXP else 0
-        out, weights, index = _reduce_rows(logits, k, kind, beta, count)
+        out, weights, index = _reduce_rows(logits, k, kind, beta, count, owned=False)
         ctx.shape = logits.shape
         ctx.save_for_backward(weights, index)
         return out

@@ -117,7 +117,9 @@ def test_weighted_logmeanexp_kernel_value_and_gradient(beta, k):
     logits = torch.randn(4, 7, generator=g, dtype=torch.float64) * 3
     logits[:, 2] = float("-inf")  # not a negative: no weight, no gradient
     logits.requires_grad_(True)
+    before = logits.detach().clone()
     out = reduce_logits(logits, k, WEIGHTED_LOGMEANEXP, beta)
+    assert torch.equal(logits.detach(), before)  # the caller's logits are not overwritten
     finite = logits.detach()[:, [0, 1, 3, 4, 5, 6]]
     if k is not None:
         finite = finite.sort(dim=1, descending=True).values[:, :k]

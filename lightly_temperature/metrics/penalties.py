@@ -1,0 +1,100 @@
+"""How the contrastive loss spreads its penalty over the negatives (Wang & Liu's r_i).
+
+Functions of similarity values, per anchor:
+
+- :func:`effective_number_of_negatives`: ``exp`` of the entropy of the relative penalties, how
+  many negatives the loss really listens to at this τ: N when every negative is as similar,
+  1 when only the hardest one counts (τ → 0);
+- :func:`top_k_penalty_share`: the share of the penalty mass on the k hardest negatives;
+- :func:`same_label_penalty_mass`: the penalty mass on negatives that share the anchor's
+  label (false negatives): the uniformity-tolerance dilemma in one number.
+
+Example:
+    >>> import torch
+    >>> negatives = torch.tensor([[0.9, 0.1, 0.1, 0.1]])
+    >>> effective_number_of_negatives(negatives, temperature=10.0)  # nearly uniform: ~4
+    tensor([3.9952])
+    >>> effective_number_of_negatives(negatives, temperature=0.01)  # only the hardest: 1
+    tensor([1.])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lightly_temperature._validation import HardNegatives, check_int
+from lightly_temperature.functional import Temperature, relative_penalties
+from lightly_temperature.kernels import top_k_values
+
+
+def effective_number_from_penalties(penalties: Tensor) -> Tensor:
+    """``exp(-Σ_j r_j log r_j)`` of each row of relative penalties (rows summing to 1)."""
+    return torch.exp(torch.special.entr(penalties).sum(dim=1))
+
+
+def effective_number_of_negatives(
+    negatives: Tensor, temperature: Temperature, hard_negatives: HardNegatives = None
+) -> Tensor:
+    """How many negatives each anchor's loss really listens to: ``exp(H(r))``, ``(A,)``.
+
+    ``r_j = exp(s_j/τ) / Σ_k exp(s_k/τ)`` are the paper's relative penalties over the anchor's
+    negatives (its top-K with ``hard_negatives``); their entropy's exponential is N (the
+    number of negatives) when all similarities are equal and tends to 1 as τ → 0 with one
+    hardest negative.
+
+    Args:
+        negatives: ``(A, C)`` (or ``(C,)``) similarities; ``-inf`` marks non-negatives.
+        temperature: τ > 0.
+        hard_negatives: the loss's K or fraction alpha; ``None`` for all negatives.
+    """
+    return effective_number_from_penalties(
+        relative_penalties(negatives, temperature, hard_negatives)
+    )
+
+
+def top_k_penalty_share(
+    negatives: Tensor, temperature: Temperature, k: int = 10, hard_negatives: HardNegatives = None
+) -> Tensor:
+    """The share of each anchor's penalty mass on its ``k`` hardest negatives, ``(A,)``.
+
+    1 when the k hardest take everything (τ → 0), ``k / N`` for equal similarities.
+    """
+    check_int(k, "k", minimum=1)
+    penalties = relative_penalties(negatives, temperature, hard_negatives)
+    return top_k_values(penalties, min(k, penalties.shape[1])).sum(dim=1)
+
+
+def check_labels(labels: Tensor, expected: int, name: str = "labels") -> Tensor:
+    """``labels`` must be a 1-D tensor of ``expected`` entries (one per sample)."""
+    if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != expected:
+        shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(f"{name} must be a 1-D tensor of {expected} labels, got {shape}")
+    return labels
+
+
+def same_label_penalty_mass(
+    negatives: Tensor,
+    temperature: Temperature,
+    anchor_labels: Tensor,
+    candidate_labels: Tensor,
+    hard_negatives: HardNegatives = None,
+) -> Tensor:
+    """The penalty mass each anchor puts on negatives of its own label, ``(A,)``.
+
+    Args:
+        negatives: ``(A, C)`` similarities; ``-inf`` marks non-negatives (they get no mass).
+        temperature: τ > 0.
+        anchor_labels: ``(A,)`` labels of the anchors.
+        candidate_labels: ``(C,)`` labels of the candidates (the columns).
+        hard_negatives: the loss's K or fraction alpha; ``None`` for all negatives.
+    """
+    if negatives.dim() == 1:
+        negatives = negatives.unsqueeze(0)
+    check_labels(anchor_labels, negatives.shape[0], "anchor_labels")
+    check_labels(candidate_labels, negatives.shape[1], "candidate_labels")
+    penalties = relative_penalties(negatives, temperature, hard_negatives)
+    same = anchor_labels.to(negatives.device).unsqueeze(1) == candidate_labels.to(
+        negatives.device
+    ).unsqueeze(0)
+    return (penalties * same).sum(dim=1)
