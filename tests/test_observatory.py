@@ -10,6 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from lightly_temperature import HardContrastiveLoss, HardnessMonitor
+from lightly_temperature.metrics import effective_negatives_of_views as metrics_effective
 from lightly_temperature.metrics import (
     effective_number_of_negatives,
     hardness_statistics,
@@ -214,3 +215,40 @@ def test_monitor_with_a_memory_bank_logs_no_false_negatives(tmp_path):
     # A memory bank's entries have no labels in the batch: no false-negative statistics.
     assert "effective_negatives" in monitor.history[0]
     assert "top10_false_negative_rate" not in monitor.history[0]
+
+
+@pytest.mark.parametrize(("temperature", "hard_negatives"), [(0.1, None), (0.5, 7), (0.3, 0.25)])
+def test_effective_negatives_of_views_against_float64(temperature, hard_negatives):
+    g = torch.Generator().manual_seed(2)
+    z0, z1 = torch.randn(9, 4, generator=g), torch.randn(9, 4, generator=g)
+    z = F.normalize(torch.cat([z0, z1]).double(), dim=1)
+    n = 9
+    expected = []
+    for i in range(n):
+        others = [j for j in range(2 * n) if j not in (i, i + n)]
+        sims = z[i] @ z[others].T
+        if hard_negatives is not None:
+            k = hard_negatives if isinstance(hard_negatives, int) else round(0.25 * (2 * n - 2))
+            sims = sims.topk(k).values
+        r = torch.softmax(sims / temperature, dim=0)
+        expected.append(torch.exp(-(r * r.log()).sum()))
+    got = metrics_effective(z0, z1, temperature, hard_negatives, chunk_size=4)
+    torch.testing.assert_close(got.double(), torch.stack(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_temperature_analysis_logs_the_observatory_at_the_loss_temperature(tmp_path):
+    from lightly_temperature import TemperatureAnalysis
+    from lightly_temperature.probe import embed_probe, probe_metrics
+    from tests._simclr_digits import TinySimCLR, probe_loader
+
+    torch.manual_seed(0)
+    model = TinySimCLR(temperature=0.2, hard_negatives=30)
+    analysis = TemperatureAnalysis(probe_loader(60), every_n_epochs=1, save_figures=False)
+    trainer = make_trainer(tmp_path, 1, [analysis], limit_train_batches=2)
+    trainer.fit(model, train_loader(256, 32))
+    row = analysis.history[-1]
+    probe = embed_probe(model, probe_loader(60), seed=0)
+    expected = probe_metrics(probe, ("false_negatives", "effective_negatives"), 10, 1024, 0.2, 30)
+    assert row["effective_negatives"] == expected.values["effective_negatives"]
+    assert row["top10_false_negative_rate"] == expected.values["top10_false_negative_rate"]
+    assert 1.0 < row["effective_negatives"] <= 30.0  # at most the loss's K

@@ -33,6 +33,7 @@ from lightly_temperature.metrics._common import DEFAULT_CHUNK_SIZE
 from lightly_temperature.metrics.false_negatives import top_k_false_negative_rate
 from lightly_temperature.metrics.hardness import hardness_statistics
 from lightly_temperature.metrics.penalties import (
+    effective_negatives_of_views,
     effective_number_of_negatives,
     same_label_penalty_mass,
     top_k_penalty_share,
@@ -45,6 +46,7 @@ from lightly_temperature.metrics.uniformity import alignment, uniformity, unifor
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "alignment",
+    "effective_negatives_of_views",
     "effective_number_of_negatives",
     "effective_rank",
     "hardness_statistics",

@@ -4,7 +4,8 @@ Functions of similarity values, per anchor:
 
 - :func:`effective_number_of_negatives`: ``exp`` of the entropy of the relative penalties, how
   many negatives the loss really listens to at this τ: N when every negative is as similar,
-  1 when only the hardest one counts (τ → 0);
+  1 when only the hardest one counts (τ → 0); :func:`effective_negatives_of_views` computes
+  it from embeddings, in SimCLR's layout;
 - :func:`top_k_penalty_share`: the share of the penalty mass on the k hardest negatives;
 - :func:`same_label_penalty_mass`: the penalty mass on negatives that share the anchor's
   label (false negatives): the uniformity-tolerance dilemma in one number.
@@ -22,10 +23,21 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
-from lightly_temperature._validation import HardNegatives, check_int
-from lightly_temperature.functional import Temperature, relative_penalties
+from lightly_temperature._validation import HardNegatives, check_hard_negatives, check_int
+from lightly_temperature.functional import (
+    Temperature,
+    relative_penalties,
+    resolve_hard_negatives,
+)
 from lightly_temperature.kernels import top_k_values
+from lightly_temperature.metrics._common import (
+    DEFAULT_CHUNK_SIZE,
+    check_chunk_size,
+    check_pair,
+    chunks,
+)
 
 
 def effective_number_from_penalties(penalties: Tensor) -> Tensor:
@@ -98,3 +110,34 @@ def same_label_penalty_mass(
         negatives.device
     ).unsqueeze(0)
     return (penalties * same).sum(dim=1)
+
+
+def effective_negatives_of_views(
+    z0: Tensor,
+    z1: Tensor,
+    temperature: Temperature,
+    hard_negatives: HardNegatives = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Tensor:
+    """:func:`effective_number_of_negatives` of each anchor ``z0[i]`` in SimCLR's layout, ``(N,)``.
+
+    The negatives of anchor i are both views of every other sample, ``z0[j]`` and ``z1[j]``
+    (j != i, 2N - 2 of them), compared by cosine similarity; ``hard_negatives`` (K or a
+    fraction of the 2N - 2) keeps the K most similar, as the hard loss does. Extra memory
+    O(chunk_size x N).
+    """
+    z0, z1 = check_pair(z0, z1, min_rows=2)
+    chunk_size = check_chunk_size(chunk_size)
+    n = z0.shape[0]
+    k = resolve_hard_negatives(check_hard_negatives(hard_negatives), 2 * n - 2)
+    selected = None if k == 2 * n - 2 else k
+    candidates = F.normalize(torch.cat([z0, z1]), dim=1)
+    anchors = candidates[:n]
+    out = []
+    for start, stop in chunks(n, chunk_size):
+        sims = anchors[start:stop] @ candidates.T
+        rows = torch.arange(stop - start, device=sims.device)
+        sims[rows, rows + start] = float("-inf")  # the anchor itself
+        sims[rows, rows + start + n] = float("-inf")  # its positive
+        out.append(effective_number_of_negatives(sims, temperature, selected))
+    return torch.cat(out)
