@@ -28,6 +28,8 @@ TABLE_METRICS = (
     ("alignment", "alignment", 1.0),
     ("positive_similarity", "positive sim.", 1.0),
     ("top10_negative_similarity", "top-10 neg. sim.", 1.0),
+    ("false_negative_rate", "top-10 false-neg. rate", 1.0),
+    ("effective_negatives", "effective negatives", 1.0),
 )
 PLOTS = {
     "accuracy": "accuracy_vs_temperature.png",

@@ -30,6 +30,8 @@ COLUMNS = (
     "tolerance",
     "positive_similarity",
     "top10_negative_similarity",
+    "false_negative_rate",
+    "effective_negatives",
     "train_seconds",
 )
 #: The columns holding measurements (floats).
