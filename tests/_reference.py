@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -73,6 +71,7 @@ def authors_hcl(
         imp = torch.exp(beta * torch.log(neg))
         reweight_neg = (imp * neg).sum() / imp.mean()
         ng = (-tau_plus * n * pos + reweight_neg) / (1 - tau_plus)
-        ng = torch.clamp(ng, min=n * math.exp(-1 / temperature))
+        floor = n * torch.exp(-1 / torch.as_tensor(temperature, dtype=torch.float64))
+        ng = torch.clamp(ng, min=floor)
         losses.append(-torch.log(pos / (pos + ng)))
     return torch.stack(losses).mean()

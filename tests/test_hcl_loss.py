@@ -162,3 +162,17 @@ def test_bad_kernel_arguments_name_them():
         reduce_logits(torch.zeros(2, 3), None, "mean")
     with pytest.raises(ValueError, match="tau_plus"):
         DebiasedContrastiveLoss(tau_plus=1.0)
+
+
+def test_a_learnable_temperature_gets_the_reference_gradient():
+    out0, out1 = _embeddings(11)
+    temperature = torch.nn.Parameter(torch.tensor(0.4))
+    value = HCLLoss(temperature=temperature, beta=1.0, tau_plus=0.1)(out0.float(), out1.float())
+    value.backward()
+    reference_temperature = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    reference = authors_hcl(out0, out1, reference_temperature, 1.0, 0.1)
+    reference.backward()
+    torch.testing.assert_close(value.double(), reference, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        temperature.grad.double(), reference_temperature.grad, rtol=1e-4, atol=1e-6
+    )
