@@ -252,3 +252,15 @@ def test_temperature_analysis_logs_the_observatory_at_the_loss_temperature(tmp_p
     assert row["effective_negatives"] == expected.values["effective_negatives"]
     assert row["top10_false_negative_rate"] == expected.values["top10_false_negative_rate"]
     assert 1.0 < row["effective_negatives"] <= 30.0  # at most the loss's K
+
+
+def test_penalty_share_is_one_when_the_loss_keeps_fewer_than_k_negatives():
+    g = torch.Generator().manual_seed(4)
+    negatives = torch.rand(3, 12, generator=g)
+    batch = SimilarityBatch(torch.rand(3, generator=g), negatives, 12, 0.5)
+    assert torch.equal(
+        hardness_statistics(batch, 5, k=10)["top10_penalty_share"], torch.tensor(1.0)
+    )
+    share = hardness_statistics(batch, 8, k=3)["top3_penalty_share"]
+    r = torch.softmax(negatives.double().topk(8, dim=1).values / 0.5, dim=1)
+    torch.testing.assert_close(share.double(), r[:, :3].sum(dim=1).mean())

@@ -24,14 +24,11 @@ from lightly_temperature.metrics._common import (
 from lightly_temperature.metrics.penalties import check_labels
 
 
-def same_label_fraction(
-    similarities: Tensor, anchor_labels: Tensor, candidate_labels: Tensor, k: int
-) -> Tensor:
-    """Per row of ``similarities`` ``(A, C)`` (``-inf`` where not a candidate): the fraction of
-    its ``k`` most similar columns whose label equals the row's, ``(A,)``."""
-    index = top_k_indices(similarities, k).to(similarities.device)
-    neighbours = candidate_labels.to(similarities.device)[index]
-    return (neighbours == anchor_labels.to(similarities.device).unsqueeze(1)).float().mean(dim=1)
+def same_label_fraction(index: Tensor, anchor_labels: Tensor, candidate_labels: Tensor) -> Tensor:
+    """Per row of ``index`` ``(A, k)`` (candidate columns, e.g. each anchor's k hardest
+    negatives): the fraction whose label equals the row's anchor label, ``(A,)``."""
+    neighbours = candidate_labels.to(index.device)[index]
+    return (neighbours == anchor_labels.to(index.device).unsqueeze(1)).float().mean(dim=1)
 
 
 def top_k_false_negative_rate(
@@ -65,5 +62,6 @@ def top_k_false_negative_rate(
         sims = z[start:stop] @ z.T
         rows = torch.arange(stop - start, device=z.device)
         sims[rows, rows + start] = float("-inf")  # not its own neighbour
-        rates.append(same_label_fraction(sims, labels[start:stop], labels, k))
+        nearest = top_k_indices(sims, k).to(sims.device)
+        rates.append(same_label_fraction(nearest, labels[start:stop], labels))
     return torch.cat(rates).float()

@@ -24,7 +24,7 @@ from lightly_temperature.functional import (
     resolve_hard_negatives,
     top_k_negatives,
 )
-from lightly_temperature.kernels import top_k_values
+from lightly_temperature.kernels import top_k_indices, top_k_values
 from lightly_temperature.metrics.false_negatives import same_label_fraction
 from lightly_temperature.metrics.penalties import check_labels
 from lightly_temperature.similarity_batch import SimilarityBatch
@@ -82,14 +82,24 @@ def hardness_statistics(
     num_used = resolve_hard_negatives(hard_negatives, batch.num_negatives)
     used = top_k_negatives(negatives, num_used, batch.num_negatives)
     num_top = min(k, batch.num_negatives)
-    top = top_k_values(used if num_top <= num_used else negatives, num_top)
+    hardest = None
+    if anchor_labels is not None:
+        # The columns of the k hardest negatives serve their mean and the false negatives.
+        hardest = top_k_indices(negatives, num_top).to(negatives.device)
+        top = negatives.gather(1, hardest)
+    else:
+        top = top_k_values(used if num_top <= num_used else negatives, num_top)
     logits = used / tau
     loss = info_nce_from_logits(positive / tau, logits)  # the loss over its K negatives
     penalties = torch.softmax(logits, dim=1)  # -inf entries get r = 0 and entr(0) = 0
     entropy = torch.special.entr(penalties).sum(dim=1)
     temperature = tau.detach().float() if isinstance(tau, Tensor) else positive.new_tensor(tau)
-    # The penalties grow with the similarity: the k largest r are those of the k hardest.
-    share = top_k_values(penalties, min(num_top, penalties.shape[1])).sum(dim=1)
+    # The penalties grow with the similarity: the k hardest carry the k largest r, whose sum
+    # is their log-sum-exp against all of the loss's (all of them when k >= K).
+    if num_top >= num_used:
+        share = torch.ones_like(positive)
+    else:
+        share = torch.exp(torch.logsumexp(top / tau, dim=1) - torch.logsumexp(logits, dim=1))
     statistics = {
         "positive_similarity": positive.mean(),
         f"top{k}_negative_similarity": top.mean(),
@@ -103,7 +113,7 @@ def hardness_statistics(
         anchor_labels = anchor_labels.to(negatives.device)
         candidate_labels = candidate_labels.to(negatives.device)
         statistics[f"top{k}_false_negative_rate"] = same_label_fraction(
-            negatives, anchor_labels, candidate_labels, num_top
+            hardest, anchor_labels, candidate_labels
         ).mean()
         if used.shape[1] != negatives.shape[1]:  # the top-K's penalties, in their columns
             penalties = relative_penalties(negatives, tau, num_used)

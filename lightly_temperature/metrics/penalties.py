@@ -25,7 +25,12 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from lightly_temperature._validation import HardNegatives, check_hard_negatives, check_int
+from lightly_temperature._validation import (
+    HardNegatives,
+    check_hard_negatives,
+    check_int,
+    check_temperature,
+)
 from lightly_temperature.functional import (
     Temperature,
     relative_penalties,
@@ -129,8 +134,8 @@ def effective_negatives_of_views(
     z0, z1 = check_pair(z0, z1, min_rows=2)
     chunk_size = check_chunk_size(chunk_size)
     n = z0.shape[0]
+    temperature = check_temperature(temperature)
     k = resolve_hard_negatives(check_hard_negatives(hard_negatives), 2 * n - 2)
-    selected = None if k == 2 * n - 2 else k
     candidates = F.normalize(torch.cat([z0, z1]), dim=1)
     anchors = candidates[:n]
     out = []
@@ -139,5 +144,7 @@ def effective_negatives_of_views(
         rows = torch.arange(stop - start, device=sims.device)
         sims[rows, rows + start] = float("-inf")  # the anchor itself
         sims[rows, rows + start + n] = float("-inf")  # its positive
-        out.append(effective_number_of_negatives(sims, temperature, selected))
+        # The K hardest values alone (no index): their penalties are those of the loss.
+        used = sims if k == 2 * n - 2 else top_k_values(sims, k)
+        out.append(effective_number_from_penalties(torch.softmax(used / temperature, dim=1)))
     return torch.cat(out)
