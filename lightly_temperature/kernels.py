@@ -115,7 +115,10 @@ def _weighted_logmeanexp(
     top, argmax = values.max(dim=1, keepdim=True)
     if beta == 0:
         lse, weights = _log_softmax_norm(values, top, argmax)
-        log_count = math.log(count) if isinstance(count, int) else count.log().unsqueeze(1)
+        if isinstance(count, int):
+            log_count: float | Tensor = math.log(count)
+        else:
+            log_count = count.to(values.dtype).log().unsqueeze(1)
         return (lse - log_count).squeeze(1), weights
     # Both exponentials from the shifted logits L - max (<= 0: no overflow; the row maximum
     # gives e^0 = 1 to both sums: no underflow), the sharp one in the shifted buffer itself.
