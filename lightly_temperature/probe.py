@@ -40,6 +40,7 @@ from lightly_temperature.metrics import (
     effective_negatives_of_views,
     effective_rank,
     positive_and_top_negative_similarities,
+    same_label_penalty_mass_of_views,
     std_of_l2_normalized,
     tolerance,
     top_k_false_negative_rate,
@@ -56,6 +57,7 @@ AVAILABLE_METRICS = (
     "std_of_l2_normalized",
     "false_negatives",
     "effective_negatives",
+    "false_negative_penalty",
 )
 
 #: ``embed(pl_module, images) -> (batch, dim)`` embeddings.
@@ -414,6 +416,8 @@ def metric_names(metrics: Sequence[str] = AVAILABLE_METRICS, top_k: int = 10) ->
             names += ["positive_similarity", f"top{top_k}_negative_similarity"]
         elif metric == "false_negatives":
             names.append(f"top{top_k}_false_negative_rate")
+        elif metric == "false_negative_penalty":
+            names.append("false_negative_penalty_mass")
         else:
             names.append(metric)
     return names
@@ -436,8 +440,9 @@ class ProbeMetrics:
     """What :func:`probe_metrics` computed: ``values`` (name -> float, NaN where skipped), the
     similarities behind the paper's Fig. 8: ``positive`` (N,) and ``negatives`` (N, k), None
     when not computed (no ``similarities``, one view, non-finite embeddings), and
-    ``per_sample``: the (N,) values behind the means of ``effective_negatives`` and
-    ``top{k}_false_negative_rate`` (for histograms), where computed."""
+    ``per_sample``: the (N,) values behind the means of ``effective_negatives``,
+    ``false_negative_penalty_mass`` and ``top{k}_false_negative_rate`` (for histograms),
+    where computed."""
 
     values: dict[str, float]
     positive: Tensor | None
@@ -465,7 +470,9 @@ def probe_metrics(
       each sample's k most similar other first views that share its label;
     - ``effective_negatives`` (needs two views and ``temperature``, the loss's softmax
       temperature; ``hard_negatives``: the loss's K): the mean effective number of negatives
-      of each anchor of ``z0`` among the 2N - 2 others of the pairs (SimCLR's layout).
+      of each anchor of ``z0`` among the 2N - 2 others of the pairs (SimCLR's layout);
+    - ``false_negative_penalty`` (``false_negative_penalty_mass``; needs two views, labels
+      and ``temperature``): the mean share of that penalty on negatives of the anchor's label.
 
     A metric whose input is missing is NaN, as is every metric when an embedding is not
     finite (with a warning). A pure function: nothing is logged or kept.
@@ -519,6 +526,16 @@ def probe_metrics(
             z0, z1, temperature, hard_negatives, chunk_size
         )
         results["effective_negatives"] = per_sample["effective_negatives"].mean()
+    if (
+        "false_negative_penalty" in selected
+        and z1 is not None
+        and labels is not None
+        and temperature is not None
+    ):
+        per_sample["false_negative_penalty_mass"] = same_label_penalty_mass_of_views(
+            z0, z1, labels, temperature, hard_negatives, chunk_size
+        )
+        results["false_negative_penalty_mass"] = per_sample["false_negative_penalty_mass"].mean()
     if results:
         stacked = torch.stack([v.detach().reshape(()).float() for v in results.values()])
         values.update(zip(results, stacked.tolist()))

@@ -264,3 +264,26 @@ def test_penalty_share_is_one_when_the_loss_keeps_fewer_than_k_negatives():
     share = hardness_statistics(batch, 8, k=3)["top3_penalty_share"]
     r = torch.softmax(negatives.double().topk(8, dim=1).values / 0.5, dim=1)
     torch.testing.assert_close(share.double(), r[:, :3].sum(dim=1).mean())
+
+
+@pytest.mark.parametrize("hard_negatives", [None, 6])
+def test_same_label_penalty_mass_of_views_against_float64(hard_negatives):
+    from lightly_temperature.metrics import same_label_penalty_mass_of_views
+
+    g = torch.Generator().manual_seed(5)
+    z0, z1 = torch.randn(8, 4, generator=g), torch.randn(8, 4, generator=g)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    z = F.normalize(torch.cat([z0, z1]).double(), dim=1)
+    expected = []
+    for i in range(8):
+        others = torch.tensor([j for j in range(16) if j not in (i, i + 8)])
+        sims = z[i] @ z[others].T
+        same = labels.repeat(2)[others] == labels[i]
+        if hard_negatives is not None:
+            top = sims.topk(hard_negatives).indices
+            sims, same = sims[top], same[top]
+        expected.append((torch.softmax(sims / 0.2, dim=0) * same).sum())
+    got = same_label_penalty_mass_of_views(z0, z1, labels, 0.2, hard_negatives, chunk_size=3)
+    torch.testing.assert_close(got.double(), torch.stack(expected), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="labels"):
+        same_label_penalty_mass_of_views(z0, z1, labels[:5], 0.2)

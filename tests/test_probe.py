@@ -36,6 +36,7 @@ def test_probe_metrics_are_the_metric_functions_of_the_views():
     positive, negatives = metrics.positive_and_top_negative_similarities(z0, z1, k=10)
     false_negatives = metrics.top_k_false_negative_rate(z0, labels, k=10)
     effective = metrics.effective_negatives_of_views(z0, z1, 0.2, hard_negatives=30)
+    mass = metrics.same_label_penalty_mass_of_views(z0, z1, labels, 0.2, hard_negatives=30)
     expected = {
         "uniformity": metrics.uniformity(z0),
         "alignment": metrics.alignment(z0, z1),
@@ -46,11 +47,13 @@ def test_probe_metrics_are_the_metric_functions_of_the_views():
         "std_of_l2_normalized": metrics.std_of_l2_normalized(z0),
         "top10_false_negative_rate": false_negatives.mean(),
         "effective_negatives": effective.mean(),
+        "false_negative_penalty_mass": mass.mean(),
     }
     assert result.values == {name: value.item() for name, value in expected.items()}
     assert torch.equal(result.positive, positive) and torch.equal(result.negatives, negatives)
     assert torch.equal(result.per_sample["false_negative_rate"], false_negatives)
     assert torch.equal(result.per_sample["effective_negatives"], effective)
+    assert torch.equal(result.per_sample["false_negative_penalty_mass"], mass)
     # Without the loss's temperature there is no effective number of negatives.
     assert math.isnan(probe_metrics(ProbeEmbeddings(z0, z1, labels)).values["effective_negatives"])
 

@@ -57,7 +57,9 @@ class TemperatureAnalysis(Callback):
       the relative penalties) of each anchor among the probe's pairs, at the temperature (and
       K) of the loss the module holds now (found as ``HardnessMonitor`` finds it; NaN when
       there is none, or when its temperature only rescales the loss).
-      These two also go to TensorBoard / W&B as histograms of their per-sample values.
+    - ``false_negative_penalty_mass``: mean share of that penalty on the negatives of the
+      anchor's label (needs labels and the loss's temperature).
+      These three also go to TensorBoard / W&B as histograms of their per-sample values.
 
     The history is kept in the callback's state (checkpointed) and mirrored in
     ``<log_dir>/temperature_analysis/history.csv``. Under DDP every rank embeds its share of

@@ -36,6 +36,7 @@ from lightly_temperature.metrics.penalties import (
     effective_negatives_of_views,
     effective_number_of_negatives,
     same_label_penalty_mass,
+    same_label_penalty_mass_of_views,
     top_k_penalty_share,
 )
 from lightly_temperature.metrics.rank import effective_rank
@@ -53,6 +54,7 @@ __all__ = [
     "positive_and_top_negative_similarities",
     "relative_penalties",
     "same_label_penalty_mass",
+    "same_label_penalty_mass_of_views",
     "std_of_l2_normalized",
     "tolerance",
     "top_k_false_negative_rate",

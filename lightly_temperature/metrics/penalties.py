@@ -8,7 +8,8 @@ Functions of similarity values, per anchor:
   it from embeddings, in SimCLR's layout;
 - :func:`top_k_penalty_share`: the share of the penalty mass on the k hardest negatives;
 - :func:`same_label_penalty_mass`: the penalty mass on negatives that share the anchor's
-  label (false negatives): the uniformity-tolerance dilemma in one number.
+  label (false negatives): the uniformity-tolerance dilemma in one number
+  (:func:`same_label_penalty_mass_of_views` computes it from embeddings).
 
 Example:
     >>> import torch
@@ -20,6 +21,8 @@ Example:
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -36,7 +39,7 @@ from lightly_temperature.functional import (
     relative_penalties,
     resolve_hard_negatives,
 )
-from lightly_temperature.kernels import top_k_values
+from lightly_temperature.kernels import top_k_indices, top_k_values
 from lightly_temperature.metrics._common import (
     DEFAULT_CHUNK_SIZE,
     check_chunk_size,
@@ -117,6 +120,20 @@ def same_label_penalty_mass(
     return (penalties * same).sum(dim=1)
 
 
+def _view_negatives(z0: Tensor, z1: Tensor, chunk_size: int) -> Iterator[tuple[int, int, Tensor]]:
+    """Per chunk of anchors ``z0[start:stop]``: their cosine similarities ``(c, 2N)`` to both
+    views of every sample, ``-inf`` at the anchor itself and at its positive (SimCLR)."""
+    n = z0.shape[0]
+    candidates = F.normalize(torch.cat([z0, z1]), dim=1)
+    anchors = candidates[:n]
+    for start, stop in chunks(n, chunk_size):
+        sims = anchors[start:stop] @ candidates.T
+        rows = torch.arange(stop - start, device=sims.device)
+        sims[rows, rows + start] = float("-inf")  # the anchor itself
+        sims[rows, rows + start + n] = float("-inf")  # its positive
+        yield start, stop, sims
+
+
 def effective_negatives_of_views(
     z0: Tensor,
     z1: Tensor,
@@ -136,15 +153,41 @@ def effective_negatives_of_views(
     n = z0.shape[0]
     temperature = check_temperature(temperature)
     k = resolve_hard_negatives(check_hard_negatives(hard_negatives), 2 * n - 2)
-    candidates = F.normalize(torch.cat([z0, z1]), dim=1)
-    anchors = candidates[:n]
     out = []
-    for start, stop in chunks(n, chunk_size):
-        sims = anchors[start:stop] @ candidates.T
-        rows = torch.arange(stop - start, device=sims.device)
-        sims[rows, rows + start] = float("-inf")  # the anchor itself
-        sims[rows, rows + start + n] = float("-inf")  # its positive
+    for _, _, sims in _view_negatives(z0, z1, chunk_size):
         # The K hardest values alone (no index): their penalties are those of the loss.
         used = sims if k == 2 * n - 2 else top_k_values(sims, k)
         out.append(effective_number_from_penalties(torch.softmax(used / temperature, dim=1)))
+    return torch.cat(out)
+
+
+def same_label_penalty_mass_of_views(
+    z0: Tensor,
+    z1: Tensor,
+    labels: Tensor,
+    temperature: Temperature,
+    hard_negatives: HardNegatives = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Tensor:
+    """:func:`same_label_penalty_mass` of each anchor ``z0[i]`` in SimCLR's layout, ``(N,)``:
+    the share of its penalty (over the negatives of :func:`effective_negatives_of_views`, or
+    their K most similar) that goes to both views of the other samples of its label."""
+    z0, z1 = check_pair(z0, z1, min_rows=2)
+    chunk_size = check_chunk_size(chunk_size)
+    n = z0.shape[0]
+    check_labels(labels, n)
+    temperature = check_temperature(temperature)
+    k = resolve_hard_negatives(check_hard_negatives(hard_negatives), 2 * n - 2)
+    labels = labels.to(z0.device)
+    candidate_labels = labels.repeat(2)
+    out = []
+    for start, stop, sims in _view_negatives(z0, z1, chunk_size):
+        if k == 2 * n - 2:
+            used, used_labels = sims, candidate_labels.unsqueeze(0)
+        else:
+            index = top_k_indices(sims, k).to(sims.device)
+            used, used_labels = sims.gather(1, index), candidate_labels[index]
+        penalties = torch.softmax(used / temperature, dim=1)
+        same = used_labels == labels[start:stop].unsqueeze(1)
+        out.append((penalties * same).sum(dim=1))
     return torch.cat(out)
