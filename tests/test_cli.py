@@ -26,6 +26,8 @@ EXPECTED_COLUMNS = [
     "tolerance",
     "positive_similarity",
     "top10_negative_similarity",
+    "false_negative_rate",
+    "effective_negatives",
     "train_seconds",
 ]
 TINY = ["--epochs", "2", "--batch-size", "128", "--no-progress-bar"]
