@@ -75,15 +75,21 @@ def test_hcl_over_the_top_k(beta, tau_plus, k):
     torch.testing.assert_close(x0.grad.double(), r0.grad, rtol=1e-4, atol=1e-6)
 
 
-def test_memory_bank_layout_matches_the_formula_over_the_bank():
+@pytest.mark.parametrize("k", [None, 3])
+def test_memory_bank_layout_matches_the_formula_over_the_bank(k):
     out0, out1 = _embeddings(5, n=4, dim=6)
     warm0, warm1 = _embeddings(6, n=4, dim=6)
-    loss = HCLLoss(temperature=0.4, beta=1.0, tau_plus=0.1, memory_bank_size=(8, 6))
+    loss = HCLLoss(0.4, 1.0, 0.1, memory_bank_size=(8, 6), hard_negatives=k)
     loss(warm0.float().requires_grad_(True), warm1.float())  # fills half the bank
     bank = loss.memory_bank.bank.detach().clone().double()
-    value = loss(out0.float().requires_grad_(True), out1.float())
-    reference = authors_hcl(out0, out1, 0.4, 1.0, 0.1, bank=bank)
+    x0 = out0.float().requires_grad_(True)
+    value = loss(x0, out1.float())
+    r0 = out0.clone().requires_grad_(True)
+    reference = authors_hcl(r0, out1, 0.4, 1.0, 0.1, k=k, bank=bank)
     torch.testing.assert_close(value.double(), reference, rtol=1e-5, atol=1e-6)
+    value.backward()
+    reference.backward()
+    torch.testing.assert_close(x0.grad.double(), r0.grad, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("temperature", [0.05, 0.5])
