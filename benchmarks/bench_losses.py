@@ -35,18 +35,28 @@ from _common import (  # noqa: E402
     time_interleaved,
 )
 
-from lightly_temperature import HardContrastiveLoss, HardSimpleLoss, SimpleLoss  # noqa: E402
+from lightly_temperature import (  # noqa: E402
+    DebiasedContrastiveLoss,
+    HardContrastiveLoss,
+    HardSimpleLoss,
+    HCLLoss,
+    SimpleLoss,
+)
 
 REFERENCE = "NTXentLoss"
 FLOOR = "floor: similarity matmul"
 PLAIN = "HardContrastive(None)"
 HARD = "HardContrastive(K)"
+HCL = "HCL(beta=1, tau+=0.1)"
+DEBIASED = "Debiased(tau+=0.1)"
 
 # Targets of issue 6 (time ratios to NTXentLoss).
 SIMCLR_PLAIN_TARGET = 0.70
 SIMCLR_HARD_TARGET = 0.90
 MOCO_HARD_TARGET = 1.05
 MEMORY_TARGET = 1.0
+# Reweighted negatives: no slower than NTXentLoss.
+REWEIGHTED_TARGET = 1.0
 
 
 def make_losses(bank: int, dim: int, k: object) -> dict[str, torch.nn.Module]:
@@ -57,6 +67,11 @@ def make_losses(bank: int, dim: int, k: object) -> dict[str, torch.nn.Module]:
         HARD: HardContrastiveLoss(temperature=0.5, memory_bank_size=size, hard_negatives=k),
         "HardSimple(K)": HardSimpleLoss(memory_bank_size=size, hard_negatives=k),
         "Simple": SimpleLoss(memory_bank_size=size),
+        HCL: HCLLoss(temperature=0.5, beta=1.0, tau_plus=0.1, memory_bank_size=size),
+        DEBIASED: DebiasedContrastiveLoss(temperature=0.5, tau_plus=0.1, memory_bank_size=size),
+        "HCL(K)": HCLLoss(
+            temperature=0.5, beta=1.0, tau_plus=0.1, memory_bank_size=size, hard_negatives=k
+        ),
     }
 
 
@@ -208,6 +223,8 @@ def target_verdicts(
         out.append(verdict(HARD, SIMCLR_HARD_TARGET))
     else:
         out.append(verdict(HARD, MOCO_HARD_TARGET))
+    out.append(verdict(HCL, REWEIGHTED_TARGET))
+    out.append(verdict(DEBIASED, REWEIGHTED_TARGET))
     worst = max(memory[n] / memory[REFERENCE] for n in (PLAIN, HARD))
     met = "met" if worst <= MEMORY_TARGET else "NOT met"
     out.append(

@@ -9,8 +9,10 @@ from lightly_temperature.callbacks import HardnessMonitor, TemperatureAnalysis
 from lightly_temperature.functional import contrastive_loss, relative_penalties, simple_loss
 from lightly_temperature.losses import (
     PAPER_ALPHA,
+    DebiasedContrastiveLoss,
     HardContrastiveLoss,
     HardSimpleLoss,
+    HCLLoss,
     LossCapabilities,
     PairwiseLoss,
     SimpleLoss,
@@ -38,6 +40,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PAPER_ALPHA",
+    "DebiasedContrastiveLoss",
+    "HCLLoss",
     "HardContrastiveLoss",
     "HardSimpleLoss",
     "HardnessMonitor",

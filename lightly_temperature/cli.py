@@ -303,7 +303,7 @@ def _run_study(args: argparse.Namespace) -> int:
     # this point are bugs and keep their traceback.
     try:
         config = _study_config(args)
-        check_losses(config.losses)
+        check_losses(config.losses, config.method)
         check_trainer_settings(config)
         data = load_study_data(
             config.data, config.dataset, config.data_dir, config.image_size, config.max_eval_samples

@@ -10,7 +10,10 @@ Used by the losses, the functional core and the metrics; nothing else computes t
   functional core, on similarity values).
 
 A row reduction is a log-sum-exp over all columns (InfoNCE), or a log-sum-exp or a sum over
-the top-K columns (hard losses), with ``-inf`` marking columns that are not negatives.
+the top-K columns (hard losses), or the importance-weighted log-mean-exp
+``log Σ_j w_j e^{L_j}`` with ``w = softmax(β L)`` over all or the top-K columns (the
+reweighted negatives of Robinson et al.'s HCL; Chuang et al.'s debiased loss at β = 0), with
+``-inf`` marking columns that are not negatives.
 Written with ordinary tensor operations, autograd keeps several ``(A, C)`` blocks alive (the
 product, the masked copy, the scaled copy, the softmax) and builds as many again in backward.
 These nodes keep one:
@@ -18,7 +21,9 @@ These nodes keep one:
 - forward: (one matrix product, the excluded columns set to ``-inf`` in place,) then either a
   fused softmax (all columns; the log-sum-exp is read off the softmax at the row maximum, which
   never underflows) or a top-K selection (only the K values' weights and their indices are
-  kept);
+  kept); the importance-weighted kind is ``lse((1+β)L) - lse(βL)``, two softmaxes of the same
+  logits, and keeps their combination ``(1+β) softmax((1+β)L) - β softmax(βL)``, its exact
+  gradient;
 - backward: the gradient of the logits is the saved softmax times the incoming gradient (all
   columns) or a scatter of K weights into zeros (top-K: exactly zero elsewhere), then (for
   the similarity product) the two matrix products of the product's own backward.
@@ -28,6 +33,8 @@ No host synchronisation: every shape is known from the arguments.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -35,6 +42,9 @@ from torch.autograd.function import once_differentiable
 
 LOGSUMEXP = "logsumexp"
 SUM = "sum"
+#: ``log Σ_j softmax(β L)_j e^{L_j}``: the log of the importance-weighted mean of ``e^L``.
+WEIGHTED_LOGMEANEXP = "weighted_logmeanexp"
+KINDS = (LOGSUMEXP, SUM, WEIGHTED_LOGMEANEXP)
 
 #: Rows per chunk of the CPU selection: bounds its int64 scratch memory to about 8 MiB.
 _SELECTION_CHUNK_ELEMENTS = 1 << 20
@@ -78,19 +88,71 @@ def top_k_values(values: Tensor, k: int) -> Tensor:
     return torch.from_numpy(np.partition(array, n - k, axis=1)[:, n - k :].copy())
 
 
+def _check_kind(kind: str, beta: float) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    finite = isinstance(beta, (int, float)) and not isinstance(beta, bool) and math.isfinite(beta)
+    if not finite or beta < 0:
+        raise ValueError(f"beta must be a finite float >= 0, got {beta!r}")
+
+
+def _log_softmax_norm(values: Tensor, top: Tensor, argmax: Tensor) -> tuple[Tensor, Tensor]:
+    """``(lse, softmax)`` of each row, the log-sum-exp read off the softmax at the row maximum
+    (``exp(max - lse) >= 1 / n``: it never underflows)."""
+    weights = torch.softmax(values, dim=1)
+    return top - weights.gather(1, argmax).log(), weights
+
+
+def _weighted_logmeanexp(
+    values: Tensor, beta: float, count: int | Tensor, owned: bool
+) -> tuple[Tensor, Tensor]:
+    """``(log Σ_j softmax(βL)_j e^{L_j}, its gradient weights)`` per row of ``values``.
+
+    That is ``lse((1+β)L) - lse(βL)``; its gradient is ``(1+β) softmax((1+β)L) - β
+    softmax(βL)``. At β = 0, ``lse(L) - log(count)`` (``count``: the finite columns per row).
+    ``owned``: ``values`` may be overwritten (one (A, C) buffer is saved).
+    """
+    top, argmax = values.max(dim=1, keepdim=True)
+    if beta == 0:
+        lse, weights = _log_softmax_norm(values, top, argmax)
+        if isinstance(count, int):
+            log_count: float | Tensor = math.log(count)
+        else:
+            log_count = count.to(values.dtype).log().unsqueeze(1)
+        return (lse - log_count).squeeze(1), weights
+    # Both exponentials from the shifted logits L - max (<= 0: no overflow; the row maximum
+    # gives e^0 = 1 to both sums: no underflow), the sharp one in the shifted buffer itself.
+    shifted = values.sub_(top) if owned else values - top
+    flat = torch.mul(shifted, beta).exp_()
+    sharp = shifted.mul_(1.0 + beta).exp_()
+    sharp_sum = sharp.sum(dim=1, keepdim=True)
+    flat_sum = flat.sum(dim=1, keepdim=True)
+    out = top + sharp_sum.log() - flat_sum.log()
+    weights = sharp.mul_((1.0 + beta) / sharp_sum).sub_(flat.mul_(beta / flat_sum))
+    return out.squeeze(1), weights
+
+
 def _reduce_rows(
-    logits: Tensor, k: int | None, kind: str
+    logits: Tensor, k: int | None, kind: str, beta: float, count: int | Tensor, owned: bool
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """Row reductions of logits and what their backward needs: (out, weights, index)."""
+    """Row reductions of logits and what their backward needs: (out, weights, index).
+
+    ``count``: the finite columns of each row (used by the weighted kind at β = 0);
+    ``owned``: ``logits`` may be overwritten."""
     if k is None:
+        if kind == WEIGHTED_LOGMEANEXP:
+            out, weights = _weighted_logmeanexp(logits, beta, count, owned)
+            return out, weights, None
         if kind != LOGSUMEXP:
             raise ValueError(f"kind={kind!r} over all columns is not supported")
         top, argmax = logits.max(dim=1, keepdim=True)
-        weights = torch.softmax(logits, dim=1)
-        # softmax at the row maximum is exp(max - lse) >= 1 / C: no underflow.
-        return (top - weights.gather(1, argmax).log()).squeeze(1), weights, None
+        lse, weights = _log_softmax_norm(logits, top, argmax)
+        return lse.squeeze(1), weights, None
     index = top_k_indices(logits, k)
     values = logits.gather(1, index)
+    if kind == WEIGHTED_LOGMEANEXP:
+        out, weights = _weighted_logmeanexp(values, beta, k, owned=True)
+        return out, weights, index
     if kind == LOGSUMEXP:
         return torch.logsumexp(values, dim=1), torch.softmax(values, dim=1), index
     return values.sum(dim=1), None, index
@@ -117,11 +179,14 @@ class _ReduceSimilarities(torch.autograd.Function):
         excluded: Tensor | None,
         k: int | None,
         kind: str,
+        beta: float,
     ) -> Tensor:
         logits = query @ candidates.T
+        count = logits.shape[1]
         if excluded is not None:
             logits.scatter_(1, excluded, float("-inf"))
-        out, weights, index = _reduce_rows(logits, k, kind)
+            count -= excluded.shape[1]  # distinct columns per row (the anchor, its positive)
+        out, weights, index = _reduce_rows(logits, k, kind, beta, count, owned=True)
         ctx.shape = logits.shape
         ctx.save_for_backward(query, candidates, weights, index)
         return out
@@ -133,13 +198,14 @@ class _ReduceSimilarities(torch.autograd.Function):
         grad_logits = _logit_gradient(grad_out, weights, index, ctx.shape)
         grad_query = grad_logits @ candidates if ctx.needs_input_grad[0] else None
         grad_candidates = grad_logits.T @ query if ctx.needs_input_grad[1] else None
-        return grad_query, grad_candidates, None, None, None
+        return grad_query, grad_candidates, None, None, None, None
 
 
 class _ReduceLogits(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits: Tensor, k: int | None, kind: str) -> Tensor:  # type: ignore[override]
-        out, weights, index = _reduce_rows(logits, k, kind)
+    def forward(ctx, logits: Tensor, k: int | None, kind: str, beta: float) -> Tensor:  # type: ignore[override]
+        count = torch.isfinite(logits).sum(dim=1) if kind == WEIGHTED_LOGMEANEXP else 0
+        out, weights, index = _reduce_rows(logits, k, kind, beta, count, owned=False)
         ctx.shape = logits.shape
         ctx.save_for_backward(weights, index)
         return out
@@ -148,7 +214,7 @@ class _ReduceLogits(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
         weights, index = ctx.saved_tensors
-        return _logit_gradient(grad_out, weights, index, ctx.shape), None, None
+        return _logit_gradient(grad_out, weights, index, ctx.shape), None, None, None
 
 
 def reduce_similarities(
@@ -157,6 +223,7 @@ def reduce_similarities(
     excluded: Tensor | None = None,
     k: int | None = None,
     kind: str = LOGSUMEXP,
+    beta: float = 0.0,
 ) -> Tensor:
     """Per-row reduction of ``L = query @ candidates.T`` over the columns that are not excluded.
 
@@ -166,7 +233,9 @@ def reduce_similarities(
         excluded: ``(A, e)`` column indices per row that are set to ``-inf`` (not negatives).
         k: ``None`` reduces over every column that is not excluded (log-sum-exp only);
             an int reduces over the ``k`` largest.
-        kind: ``"logsumexp"`` or ``"sum"``.
+        kind: ``"logsumexp"``, ``"sum"`` (top-K only) or ``"weighted_logmeanexp"``:
+            ``log Σ_j softmax(β L)_j e^{L_j}`` over the columns reduced.
+        beta: β >= 0 of ``"weighted_logmeanexp"`` (ignored by the other kinds).
 
     Returns:
         ``(A,)`` reductions.
@@ -177,18 +246,23 @@ def reduce_similarities(
         >>> torch.allclose(lse, torch.logsumexp(q @ c.T, dim=1))
         True
     """
-    return _ReduceSimilarities.apply(query, candidates, excluded, k, kind)
+    _check_kind(kind, beta)
+    return _ReduceSimilarities.apply(query, candidates, excluded, k, kind, float(beta))
 
 
-def reduce_logits(logits: Tensor, k: int | None = None, kind: str = LOGSUMEXP) -> Tensor:
+def reduce_logits(
+    logits: Tensor, k: int | None = None, kind: str = LOGSUMEXP, beta: float = 0.0
+) -> Tensor:
     """The row reduction of :func:`reduce_similarities` on logits already computed.
 
     ``-inf`` entries are not negatives (weight and gradient 0). ``k=None``: log-sum-exp over
-    every column; an int: over the ``k`` largest (``kind="logsumexp"`` or ``"sum"``).
+    every column; an int: over the ``k`` largest (``kind="logsumexp"``, ``"sum"`` or
+    ``"weighted_logmeanexp"`` with its ``beta``).
 
     Example:
         >>> logits = torch.tensor([[1.0, 2.0, float("-inf")]])
         >>> reduce_logits(logits, k=1, kind="sum")
         tensor([2.])
     """
-    return _ReduceLogits.apply(logits, k, kind)
+    _check_kind(kind, beta)
+    return _ReduceLogits.apply(logits, k, kind, float(beta))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -33,14 +33,17 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from lightly_temperature._validation import check_int
+from lightly_temperature._validation import HardNegatives, check_int
 from lightly_temperature.metrics import (
     DEFAULT_CHUNK_SIZE,
     alignment,
+    effective_negatives_of_views,
     effective_rank,
     positive_and_top_negative_similarities,
+    same_label_penalty_mass_of_views,
     std_of_l2_normalized,
     tolerance,
+    top_k_false_negative_rate,
     uniformity,
 )
 
@@ -52,6 +55,9 @@ AVAILABLE_METRICS = (
     "similarities",
     "effective_rank",
     "std_of_l2_normalized",
+    "false_negatives",
+    "effective_negatives",
+    "false_negative_penalty",
 )
 
 #: ``embed(pl_module, images) -> (batch, dim)`` embeddings.
@@ -440,6 +446,10 @@ def metric_names(metrics: Sequence[str] = AVAILABLE_METRICS, top_k: int = 10) ->
             continue
         if metric == "similarities":
             names += ["positive_similarity", f"top{top_k}_negative_similarity"]
+        elif metric == "false_negatives":
+            names.append(f"top{top_k}_false_negative_rate")
+        elif metric == "false_negative_penalty":
+            names.append("false_negative_penalty_mass")
         else:
             names.append(metric)
     return names
@@ -459,13 +469,17 @@ def check_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
 
 @dataclass
 class ProbeMetrics:
-    """What :func:`probe_metrics` computed: ``values`` (name -> float, NaN where skipped) and
-    the similarities behind the paper's Fig. 8: ``positive`` (N,) and ``negatives`` (N, k),
-    None when not computed (no ``similarities``, one view, non-finite embeddings)."""
+    """What :func:`probe_metrics` computed: ``values`` (name -> float, NaN where skipped), the
+    similarities behind the paper's Fig. 8: ``positive`` (N,) and ``negatives`` (N, k), None
+    when not computed (no ``similarities``, one view, non-finite embeddings), and
+    ``per_sample``: the (N,) values behind the means of ``effective_negatives``,
+    ``false_negative_penalty_mass`` and ``top{k}_false_negative_rate`` (for histograms),
+    where computed."""
 
     values: dict[str, float]
     positive: Tensor | None
     negatives: Tensor | None
+    per_sample: dict[str, Tensor] = field(default_factory=dict)
 
 
 def probe_metrics(
@@ -473,6 +487,8 @@ def probe_metrics(
     metrics: Sequence[str] | str = AVAILABLE_METRICS,
     top_k: int = 10,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    temperature: float | None = None,
+    hard_negatives: HardNegatives = None,
 ) -> ProbeMetrics:
     """The metric values of a probe's embeddings, as TemperatureAnalysis logs them.
 
@@ -481,7 +497,14 @@ def probe_metrics(
     - ``alignment`` and ``similarities`` (``positive_similarity``,
       ``top{k}_negative_similarity``: means of the paper's Fig. 8 distributions, k =
       ``top_k``, fewer only for a probe of fewer than ``top_k / 2 + 1`` samples): of the pairs
-      ``(z0, z1)`` (need two views).
+      ``(z0, z1)`` (need two views);
+    - ``false_negatives`` (``top{k}_false_negative_rate``, needs labels): the mean fraction of
+      each sample's k most similar other first views that share its label;
+    - ``effective_negatives`` (needs two views and ``temperature``, the loss's softmax
+      temperature; ``hard_negatives``: the loss's K): the mean effective number of negatives
+      of each anchor of ``z0`` among the 2N - 2 others of the pairs (SimCLR's layout);
+    - ``false_negative_penalty`` (``false_negative_penalty_mass``; needs two views, labels
+      and ``temperature``): the mean share of that penalty on negatives of the anchor's label.
 
     A metric whose input is missing is NaN, as is every metric when an embedding is not
     finite (with a warning). A pure function: nothing is logged or kept.
@@ -525,10 +548,30 @@ def probe_metrics(
         results["effective_rank"] = effective_rank(z0)
     if "std_of_l2_normalized" in selected:
         results["std_of_l2_normalized"] = std_of_l2_normalized(z0)
+    per_sample: dict[str, Tensor] = {}
+    if "false_negatives" in selected and labels is not None:
+        k = min(top_k, z0.shape[0] - 1)
+        per_sample["false_negative_rate"] = top_k_false_negative_rate(z0, labels, k, chunk_size)
+        results[f"top{top_k}_false_negative_rate"] = per_sample["false_negative_rate"].mean()
+    if "effective_negatives" in selected and z1 is not None and temperature is not None:
+        per_sample["effective_negatives"] = effective_negatives_of_views(
+            z0, z1, temperature, hard_negatives, chunk_size
+        )
+        results["effective_negatives"] = per_sample["effective_negatives"].mean()
+    if (
+        "false_negative_penalty" in selected
+        and z1 is not None
+        and labels is not None
+        and temperature is not None
+    ):
+        per_sample["false_negative_penalty_mass"] = same_label_penalty_mass_of_views(
+            z0, z1, labels, temperature, hard_negatives, chunk_size
+        )
+        results["false_negative_penalty_mass"] = per_sample["false_negative_penalty_mass"].mean()
     if results:
         stacked = torch.stack([v.detach().reshape(()).float() for v in results.values()])
         values.update(zip(results, stacked.tolist()))
-    return ProbeMetrics(values, positive, negatives)
+    return ProbeMetrics(values, positive, negatives, per_sample)
 
 
 def _tolerance_or_nan(z: Tensor, labels: Tensor) -> float:

@@ -1,7 +1,10 @@
 """Loss registry: build any of the package's losses (or Lightly's NTXentLoss) by name.
 
 Built-in names: ``"ntxent"`` (Lightly's own :class:`lightly.loss.NTXentLoss`, reused as is),
-``"hard_contrastive"``, ``"simple"`` and ``"hard_simple"``. Names are matched case-insensitively
+``"hard_contrastive"``, ``"simple"``, ``"hard_simple"``, ``"hcl"`` (:class:`HCLLoss`),
+``"debiased"`` (:class:`DebiasedContrastiveLoss`), and Lightly's own ``"dcl"``, ``"dclw"`` and
+``"macl"`` (:class:`lightly.loss.DCLLoss`, ``DCLWLoss``, ``MACLLoss``: in-batch negatives only,
+no memory bank; MACL does not gather across processes). Names are matched case-insensitively
 and ``-`` counts as ``_`` (``"hard-contrastive"`` works on a command line).
 
 Other packages add losses in two ways:
@@ -29,12 +32,14 @@ import sys
 from importlib import metadata
 from typing import Any, Callable, TypeVar
 
-from lightly.loss import NTXentLoss
+from lightly.loss import DCLLoss, DCLWLoss, MACLLoss, NTXentLoss
 from torch import nn
 
 from lightly_temperature.losses import (
+    DebiasedContrastiveLoss,
     HardContrastiveLoss,
     HardSimpleLoss,
+    HCLLoss,
     LossCapabilities,
     SimpleLoss,
 )
@@ -50,6 +55,20 @@ _BUILTIN: dict[str, LossFactory] = {
     "hard_contrastive": HardContrastiveLoss,
     "simple": SimpleLoss,
     "hard_simple": HardSimpleLoss,
+    "hcl": HCLLoss,
+    "debiased": DebiasedContrastiveLoss,
+    "dcl": DCLLoss,
+    "dclw": DCLWLoss,
+    "macl": MACLLoss,
+}
+#: What Lightly's loss classes take, declared here since they declare nothing themselves.
+_LIGHTLY_CAPABILITIES: dict[type, LossCapabilities] = {
+    NTXentLoss: LossCapabilities(softmax_temperature=True, hard_negatives=False),
+    # Decoupled contrastive losses: in-batch negatives, gathered with gather_distributed.
+    DCLLoss: LossCapabilities(hard_negatives=False, memory_bank=False),
+    DCLWLoss: LossCapabilities(hard_negatives=False, memory_bank=False),
+    # Model-aware contrastive loss: its temperature is the base of an adaptive one.
+    MACLLoss: LossCapabilities(hard_negatives=False, memory_bank=False, gather_distributed=False),
 }
 _registered: dict[str, LossFactory] = {}
 
@@ -187,7 +206,9 @@ def loss_capabilities(loss: str | LossFactory | nn.Module) -> LossCapabilities:
     temperature means.
 
     A class's own ``capabilities`` declaration wins (every loss of this package has one).
-    Lightly's ``NTXentLoss`` is a softmax-temperature loss with a memory bank and gathering.
+    Lightly's ``NTXentLoss`` is a softmax-temperature loss with a memory bank and gathering;
+    its ``DCLLoss`` and ``DCLWLoss`` gather but have no memory bank; its ``MACLLoss`` has
+    neither.
     Any other factory is read from its signature: a softmax temperature, and the
     ``hard_negatives`` / ``memory_bank_size`` / ``gather_distributed`` arguments it takes.
 
@@ -200,10 +221,11 @@ gather_distributed=True)
     declared = getattr(factory, "capabilities", None)
     if isinstance(declared, LossCapabilities):
         return declared
-    if isinstance(factory, NTXentLoss) or (
-        isinstance(factory, type) and issubclass(factory, NTXentLoss)
-    ):
-        return LossCapabilities(softmax_temperature=True, hard_negatives=False)
+    cls = type(factory) if isinstance(factory, nn.Module) else factory
+    if isinstance(cls, type):
+        for lightly_class, capabilities in _LIGHTLY_CAPABILITIES.items():
+            if issubclass(cls, lightly_class):
+                return capabilities
     if isinstance(factory, nn.Module):
         factory = type(factory)
     accepted = loss_parameters(factory)

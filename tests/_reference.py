@@ -35,3 +35,43 @@ def naive_hard_contrastive(out0: Tensor, out1: Tensor, temperature: float, k: in
         logits = torch.cat([pos.view(1), neg]) / temperature
         losses.append(torch.logsumexp(logits, 0) - pos / temperature)
     return torch.stack(losses).mean()
+
+
+def authors_hcl(
+    out0: Tensor,
+    out1: Tensor,
+    temperature: float,
+    beta: float,
+    tau_plus: float,
+    k: int | None = None,
+    bank: Tensor | None = None,
+) -> Tensor:
+    """Robinson et al.'s HCL loss in float64, written out as in the authors' code (exponentials
+    of the similarities, the importance weights ``e^{β s/τ}`` divided by their mean, the
+    debiasing by τ⁺ and the clamp at ``N e^{-1/τ}``), one anchor at a time.
+
+    SimCLR layout when ``bank`` is None; MoCo (anchors ``out0``, negatives the bank) otherwise.
+    ``k`` keeps each anchor's k most similar negatives (N = k).
+    """
+    if bank is None:
+        positives, negatives = naive_simclr_pairs(out0, out1)
+    else:
+        z0 = torch.nn.functional.normalize(out0.double(), dim=1)
+        z1 = torch.nn.functional.normalize(out1.double(), dim=1)
+        queue = torch.nn.functional.normalize(bank.double(), dim=1)
+        positives = (z0 * z1).sum(dim=1)
+        negatives = list(z0 @ queue.T)
+    losses = []
+    for s_pos, s_neg in zip(positives, negatives):
+        if k is not None:
+            s_neg = s_neg.sort(descending=True).values[:k]
+        n = s_neg.numel()
+        pos = torch.exp(s_pos / temperature)
+        neg = torch.exp(s_neg / temperature)
+        imp = torch.exp(beta * torch.log(neg))
+        reweight_neg = (imp * neg).sum() / imp.mean()
+        ng = (-tau_plus * n * pos + reweight_neg) / (1 - tau_plus)
+        floor = n * torch.exp(-1 / torch.as_tensor(temperature, dtype=torch.float64))
+        ng = torch.clamp(ng, min=floor)
+        losses.append(-torch.log(pos / (pos + ng)))
+    return torch.stack(losses).mean()

@@ -218,7 +218,7 @@ def test_not_a_module():
 
 
 def test_unknown_name_and_bad_override():
-    with pytest.raises(ValueError, match="unknown loss 'hard'; known losses: hard_contrastive"):
+    with pytest.raises(ValueError, match="unknown loss 'hard'; known losses: .*hard_contrastive"):
         use_loss(LightlySimCLR(), "hard")
     with pytest.raises(ValueError, match="does not take the argument.*hard_negatives"):
         use_loss(LightlySimCLR(), "ntxent", hard_negatives=3)
@@ -252,3 +252,28 @@ def test_target_without_memory_bank_or_gathering(monkeypatch):
         use_loss(gathering, "plain")
     model = use_loss(LightlySimCLR(temperature=0.3), "plain")  # nothing lost: allowed
     assert isinstance(model.criterion, PlainLoss) and model.criterion.temperature == 0.3
+
+
+def test_lightlys_decoupled_and_model_aware_losses_by_name():
+    from lightly.loss import DCLLoss, DCLWLoss, MACLLoss
+
+    from lightly_temperature import HCLLoss
+
+    switched = use_loss(LightlySimCLR(temperature=0.3), "dcl").criterion
+    assert type(switched) is DCLLoss and switched.temperature == 0.3
+    assert type(use_loss(LightlySimCLR(), "dclw").criterion) is DCLWLoss
+    assert type(use_loss(LightlySimCLR(temperature=0.2), "macl").criterion) is MACLLoss
+    # Neither takes a memory bank: switching a MoCo loss to them is refused, not dropped.
+    for name in ("dcl", "dclw", "macl"):
+        with pytest.raises(ValueError, match=f"memory bank of size .* but loss '{name}'"):
+            use_loss(LightlyMoCo(), name)
+    gathering = LightlySimCLR()
+    gathering.criterion = NTXentLoss(gather_distributed=True)
+    assert use_loss(gathering, "dcl").criterion.gather_distributed is True
+    gathering.criterion = NTXentLoss(gather_distributed=True)
+    with pytest.raises(ValueError, match="takes no gather_distributed"):
+        use_loss(gathering, "macl")
+    # HCL takes everything NTXentLoss takes: temperature and memory bank carried over.
+    hcl = use_loss(LightlyMoCo(), "hcl", beta=0.5).criterion
+    assert type(hcl) is HCLLoss and hcl.beta == 0.5
+    assert tuple(hcl.memory_bank.size) == (256, 32) and hcl.temperature == 0.2

@@ -35,9 +35,10 @@ def run_quick(capsys):
 def test_bench_losses_quick_prints_table_and_verdicts(run_quick):
     out = run_quick("bench_losses")
     assert "| setting | loss |" in out
-    for name in ("NTXentLoss", "HardContrastive(None)", "HardSimple", "Simple", "floor"):
+    for name in ("NTXentLoss", "HardContrastive(None)", "HardSimple", "Simple", "floor", "HCL("):
         assert name in out
-    assert out.count("(target <=") == 5  # SimCLR: 2 times + memory; MoCo: time + memory
+    # SimCLR: 2 + HCL + debiased times, memory; MoCo: 1 + HCL + debiased times, memory
+    assert out.count("(target <=") == 9
 
 
 def test_bench_metrics_quick_checks_exactness(run_quick):

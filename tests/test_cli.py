@@ -26,6 +26,8 @@ EXPECTED_COLUMNS = [
     "tolerance",
     "positive_similarity",
     "top10_negative_similarity",
+    "false_negative_rate",
+    "effective_negatives",
     "train_seconds",
 ]
 TINY = ["--epochs", "2", "--batch-size", "128", "--no-progress-bar"]
@@ -169,7 +171,11 @@ def test_image_folder_data(tmp_path, capsys):
         (["study", "--data", "{tmp}/missing"], "--data {tmp}/missing: no such folder"),
         (["study", "--data", "{tmp}/empty"], "--data {tmp}/empty: empty folder"),
         (["study", "--data", "{tmp}/nosamples"], "--data {tmp}/nosamples: empty folder"),
-        (["study", "--losses", "ntxent", "focal"], "unknown loss 'focal', known: hard_contrastive"),
+        (["study", "--losses", "ntxent", "focal"], "unknown loss 'focal', known: dcl, dclw"),
+        (
+            ["study", "--method", "moco", "--losses", "hcl", "dcl"],
+            "loss 'dcl' takes no memory bank, so it cannot train the MoCo method",
+        ),
         (["study", "--dataset", "imagenet", "--data-dir", "{tmp}"], "--dataset imagenet: unknown"),
         (["study", "--dataset", "cifar10"], "--dataset cifar10 needs --data-dir PATH"),
         (["study", "--dataset", "cifar10", "--data-dir", "{tmp}/missing"], "no such folder"),

@@ -23,7 +23,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from lightly_temperature import HardContrastiveLoss, HardSimpleLoss
+from lightly_temperature import HardContrastiveLoss, HardSimpleLoss, HCLLoss
 from tests.conftest import run_python
 
 N, DIM_IN, DIM = 6, 10, 8
@@ -38,6 +38,10 @@ LOSSES = {
         temperature=0.1, hard_negatives=None, gather_distributed=g
     ),
     "hard_simple": lambda g: HardSimpleLoss(hard_negatives=4, gather_distributed=g),
+    "hcl": lambda g: HCLLoss(temperature=0.5, beta=1.0, tau_plus=0.1, gather_distributed=g),
+    "hcl_top_k": lambda g: HCLLoss(
+        temperature=0.3, beta=0.5, tau_plus=0.05, hard_negatives=4, gather_distributed=g
+    ),
 }
 
 

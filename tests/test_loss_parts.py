@@ -84,6 +84,12 @@ def test_capabilities_of_every_registered_loss_and_of_plugins():
     assert loss_capabilities("simple") == LossCapabilities(False, False, True, True)
     assert loss_capabilities("hard_simple") == LossCapabilities(False, True, True, True)
     assert loss_capabilities(SimpleLoss()) == loss_capabilities("simple")
+    assert loss_capabilities("hcl") == LossCapabilities(True, True, True, True)
+    assert loss_capabilities("debiased") == LossCapabilities(True, False, True, True)
+    # Lightly's DCL / DCLW gather but keep no memory bank; MACL does neither.
+    assert loss_capabilities("dcl") == LossCapabilities(True, False, False, True)
+    assert loss_capabilities("dclw") == LossCapabilities(True, False, False, True)
+    assert loss_capabilities("macl") == LossCapabilities(True, False, False, False)
     assert set(available_losses()) >= {"ntxent", "hard_contrastive", "simple", "hard_simple"}
 
     class Plugin(nn.Module):  # a plugin without a declaration: read from its signature

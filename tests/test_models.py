@@ -3,17 +3,20 @@
 import pytest
 import pytorch_lightning as pl
 import torch
-from lightly.loss import NTXentLoss
+from lightly.loss import DCLLoss, DCLWLoss, MACLLoss, NTXentLoss
 from torch import nn
 from torch.utils.data import DataLoader
 
 from lightly_temperature import (
+    DebiasedContrastiveLoss,
     HardContrastiveLoss,
     HardSimpleLoss,
+    HCLLoss,
     MoCo,
     SimCLR,
     SimpleLoss,
     available_losses,
+    loss_capabilities,
 )
 from lightly_temperature.data import digits_dataset
 from lightly_temperature.models import SmallCNN, resnet18_backbone
@@ -24,6 +27,11 @@ LOSSES = {
     "hard_contrastive": HardContrastiveLoss,
     "simple": SimpleLoss,
     "hard_simple": HardSimpleLoss,
+    "hcl": HCLLoss,
+    "debiased": DebiasedContrastiveLoss,
+    "dcl": DCLLoss,
+    "dclw": DCLWLoss,
+    "macl": MACLLoss,
 }
 
 
@@ -72,6 +80,10 @@ def test_every_registered_loss_is_tested():
 @pytest.mark.parametrize("cls", [SimCLR, MoCo])
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 def test_ready_modules_train_with_every_loss(cls, loss):
+    if cls is MoCo and not loss_capabilities(loss).memory_bank:
+        with pytest.raises(ValueError, match="does not take the argument.*memory_bank_size"):
+            tiny(cls, loss)
+        return
     model = tiny(cls, loss)
     assert type(model.criterion) is LOSSES[loss]
     before = [p.detach().clone() for p in model.backbone.parameters()]

@@ -30,8 +30,13 @@ def test_probe_metrics_are_the_metric_functions_of_the_views():
     generator = torch.Generator().manual_seed(0)
     z0, z1 = torch.randn(40, 8, generator=generator), torch.randn(40, 8, generator=generator)
     labels = torch.arange(40) % 4
-    result = probe_metrics(ProbeEmbeddings(z0, z1, labels), top_k=10)
+    result = probe_metrics(
+        ProbeEmbeddings(z0, z1, labels), top_k=10, temperature=0.2, hard_negatives=30
+    )
     positive, negatives = metrics.positive_and_top_negative_similarities(z0, z1, k=10)
+    false_negatives = metrics.top_k_false_negative_rate(z0, labels, k=10)
+    effective = metrics.effective_negatives_of_views(z0, z1, 0.2, hard_negatives=30)
+    mass = metrics.same_label_penalty_mass_of_views(z0, z1, labels, 0.2, hard_negatives=30)
     expected = {
         "uniformity": metrics.uniformity(z0),
         "alignment": metrics.alignment(z0, z1),
@@ -40,9 +45,17 @@ def test_probe_metrics_are_the_metric_functions_of_the_views():
         "top10_negative_similarity": negatives.mean(),
         "effective_rank": metrics.effective_rank(z0),
         "std_of_l2_normalized": metrics.std_of_l2_normalized(z0),
+        "top10_false_negative_rate": false_negatives.mean(),
+        "effective_negatives": effective.mean(),
+        "false_negative_penalty_mass": mass.mean(),
     }
     assert result.values == {name: value.item() for name, value in expected.items()}
     assert torch.equal(result.positive, positive) and torch.equal(result.negatives, negatives)
+    assert torch.equal(result.per_sample["false_negative_rate"], false_negatives)
+    assert torch.equal(result.per_sample["effective_negatives"], effective)
+    assert torch.equal(result.per_sample["false_negative_penalty_mass"], mass)
+    # Without the loss's temperature there is no effective number of negatives.
+    assert math.isnan(probe_metrics(ProbeEmbeddings(z0, z1, labels)).values["effective_negatives"])
 
 
 def test_missing_views_or_labels_give_nan_and_bad_input_an_error():

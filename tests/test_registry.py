@@ -4,12 +4,14 @@ from importlib import metadata
 
 import pytest
 import torch
-from lightly.loss import NTXentLoss
+from lightly.loss import DCLLoss, DCLWLoss, MACLLoss, NTXentLoss
 from torch import nn
 
 from lightly_temperature import (
+    DebiasedContrastiveLoss,
     HardContrastiveLoss,
     HardSimpleLoss,
+    HCLLoss,
     SimpleLoss,
     available_losses,
     build_loss,
@@ -38,8 +40,24 @@ def _clean_registry(monkeypatch):
 
 
 def test_builtin_names_map_to_the_classes():
-    assert available_losses() == ["hard_contrastive", "hard_simple", "ntxent", "simple"]
+    assert available_losses() == [
+        "dcl",
+        "dclw",
+        "debiased",
+        "hard_contrastive",
+        "hard_simple",
+        "hcl",
+        "macl",
+        "ntxent",
+        "simple",
+    ]
     assert get_loss_class("ntxent") is NTXentLoss  # Lightly's own class, reused
+    # Lightly's decoupled and model-aware losses, reused as they are
+    assert get_loss_class("dcl") is DCLLoss
+    assert get_loss_class("dclw") is DCLWLoss
+    assert get_loss_class("macl") is MACLLoss
+    assert get_loss_class("hcl") is HCLLoss
+    assert get_loss_class("debiased") is DebiasedContrastiveLoss
     assert get_loss_class("hard_contrastive") is HardContrastiveLoss
     assert get_loss_class("simple") is SimpleLoss
     assert get_loss_class("hard_simple") is HardSimpleLoss
@@ -157,14 +175,7 @@ def test_entry_point_plugins_are_listed_and_loaded_lazily(monkeypatch):
         broken="a_package_that_is_not_installed:Loss",
         ntxent="test_registry:TinyLoss",  # a plugin cannot shadow a built-in name
     )
-    assert available_losses() == [
-        "broken",
-        "hard_contrastive",
-        "hard_simple",
-        "ntxent",
-        "plugin_hard",
-        "simple",
-    ]
+    assert available_losses() == sorted([*registry._BUILTIN, "broken", "plugin_hard"])
     loss = build_loss("plugin_hard", hard_negatives=3)
     assert isinstance(loss, HardContrastiveLoss) and loss.hard_negatives == 3
     assert type(build_loss("ntxent")) is NTXentLoss

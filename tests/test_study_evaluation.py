@@ -15,12 +15,19 @@ from lightly_temperature.study.data import load_digits_data
 
 PLAIN = ("uniformity", "tolerance")  # measured on the plain test images
 VIEWS = ("alignment", "positive_similarity", "top10_negative_similarity")  # on two views
+# The observatory: logged name -> results.csv column
+OBSERVATORY = {
+    "top10_false_negative_rate": "false_negative_rate",  # plain test images
+    "effective_negatives": "effective_negatives",  # two views, at the loss's temperature
+}
 REPORT_LABELS = {
     "uniformity": "uniformity",
     "tolerance": "tolerance",
     "alignment": "alignment",
     "positive_similarity": "positive sim.",
     "top10_negative_similarity": "top-10 neg. sim.",
+    "false_negative_rate": "top-10 false-neg. rate",
+    "effective_negatives": "effective negatives",
 }
 
 
@@ -53,9 +60,13 @@ def watched_study(tmp_path_factory):
     def watched_trainer(config, run, output, callbacks=None):
         common = dict(every_n_epochs=run.epochs, max_samples=None, seed=run.seed)
         common.update(save_figures=False, save_csv=False)
-        plain = TemperatureAnalysis(data.plain_loader("test", 512), metrics=PLAIN, **common)
+        plain = TemperatureAnalysis(
+            data.plain_loader("test", 512), metrics=(*PLAIN, "false_negatives"), **common
+        )
         views = TemperatureAnalysis(
-            data.probe_loader(512), metrics=("alignment", "similarities"), **common
+            data.probe_loader(512),
+            metrics=("alignment", "similarities", "effective_negatives"),
+            **common,
         )
         return build_trainer(config, run, output, [plain, views])
 
@@ -78,11 +89,12 @@ def test_results_and_report_hold_the_values_temperature_analysis_logs(watched_st
     (logged_row,) = logged  # one evaluation: at the end of the run's last epoch
     (result,) = _rows(output / "results.csv")
     report = (output / "report.md").read_text()
-    for name in PLAIN + VIEWS:
+    columns = {name: name for name in PLAIN + VIEWS} | OBSERVATORY
+    for name, column in columns.items():
         value = float(logged_row[f"temperature_analysis/{name}"])
         # results.csv keeps 6 significant digits, report.md 3 decimals: of the same float.
-        assert result[name] == f"{value:.6g}", name
-        assert f"| {REPORT_LABELS[name]} | {value:.3f} |" in report, name
+        assert result[column] == f"{value:.6g}", name
+        assert f"| {REPORT_LABELS[column]} | {value:.3f} |" in report, name
 
 
 def test_uniformity_and_tolerance_are_of_the_plain_test_images(watched_study):

@@ -18,6 +18,18 @@ from lightly_temperature.metrics import hardness_statistics
 PREFIX = "hardness/"
 
 
+def batch_labels(batch: Any) -> Tensor | None:
+    """The class labels of a Lightly-shaped batch ``(views, labels, ...)``, else None."""
+    if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+        return None
+    views, labels = batch[0], batch[1]
+    if not isinstance(views, (list, tuple)) or not isinstance(labels, Tensor):
+        return None
+    if labels.dim() != 1 or labels.is_floating_point() or labels.is_complex():
+        return None
+    return labels
+
+
 class HardnessMonitor(Callback):
     """Logs how hard the training batch's negatives are, as the training loss sees them.
 
@@ -29,7 +41,15 @@ class HardnessMonitor(Callback):
     ``top10_negative_similarity``, ``positive_probability`` (the softmax probability of the
     positive over the negatives the loss uses, ``exp(-loss)`` per anchor),
     ``penalty_entropy`` (the entropy of the paper's relative penalties r_i: ``log K`` for
-    uniform weights, 0 when only the hardest negative counts) and ``temperature``.
+    uniform weights, 0 when only the hardest negative counts), ``effective_negatives`` (its
+    exponential: how many negatives the loss really listens to), ``top{k}_penalty_share``
+    (the share of the penalty on the k hardest negatives) and ``temperature``. When the
+    training batch is Lightly-shaped ``(views, labels, ...)`` with class labels and the loss
+    compares in-batch negatives of this process only (SimCLR without gathering), also
+    ``top{k}_false_negative_rate`` (how many of each anchor's k hardest negatives share its
+    label) and ``false_negative_penalty_mass`` (the penalty those same-class "negatives"
+    receive). The penalties are the paper's relative penalties r_i of the contrastive loss at
+    the loss's temperature, over the negatives the loss uses.
 
     The monitor never changes what it watches: the loss's computation, its memory bank and
     the random state are untouched, so training losses are bit-identical with and without it.
@@ -75,6 +95,7 @@ class HardnessMonitor(Callback):
         self._watched: nn.Module | None = None
         self._hook: RemovableHandle | None = None
         self._statistics: dict[str, Tensor] | None = None
+        self._labels: Tensor | None = None
 
     @property
     def state_key(self) -> str:
@@ -109,9 +130,11 @@ class HardnessMonitor(Callback):
     ) -> None:
         # The step counter does not move between batch start and batch end: both hooks agree.
         self._statistics = None
+        self._labels = None
         if _accumulates(trainer):  # one row per optimizer step, from its last batch
             return
         if self._watched is not None and self._hook is None and self.should_log(trainer):
+            self._labels = batch_labels(batch)
             self._hook = self._watched.register_forward_pre_hook(self._observe, with_kwargs=True)
 
     def _observe(self, loss: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -120,9 +143,19 @@ class HardnessMonitor(Callback):
         if len(inputs) < 2 or not all(isinstance(x, Tensor) for x in inputs[:2]):
             return  # not a call the loss accepts: the loss itself raises
         similarities = observe_similarities(loss, inputs[0], inputs[1])
+        labels, self._labels = self._labels, None
+        # The labels describe the candidates only when they are this batch's two views.
+        n = inputs[0].shape[0]
+        in_batch = labels is not None and labels.shape[0] == n
+        in_batch = in_batch and tuple(similarities.negatives.shape) == (2 * n, 2 * n)
+        paired = labels.repeat(2) if in_batch else None
         with torch.no_grad():
             self._statistics = hardness_statistics(
-                similarities, getattr(loss, "hard_negatives", None), k=self.top_k
+                similarities,
+                getattr(loss, "hard_negatives", None),
+                k=self.top_k,
+                anchor_labels=paired,
+                candidate_labels=paired,
             )
 
     def on_train_batch_end(

@@ -12,7 +12,8 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
-from lightly_temperature._validation import check_int
+from lightly_temperature._validation import HardNegatives, check_int
+from lightly_temperature.adapters import find_loss
 from lightly_temperature.callbacks._outputs import (
     CSVHistory,
     current_log_step,
@@ -33,6 +34,7 @@ from lightly_temperature.probe import (
     metric_names,
     probe_metrics,
 )
+from lightly_temperature.registry import loss_capabilities
 
 PREFIX = "temperature_analysis/"
 
@@ -50,6 +52,15 @@ class TemperatureAnalysis(Callback):
       distributions (needs two views); their histograms go to TensorBoard / W&B and a PNG
       figure per evaluation to ``<log_dir>/temperature_analysis/``.
     - ``effective_rank`` (RankMe) and ``std_of_l2_normalized`` (Lightly's collapse monitor).
+    - ``top10_false_negative_rate``: mean fraction of each sample's 10 most similar others
+      that share its label (needs labels): false negatives among the hardest negatives.
+    - ``effective_negatives``: mean effective number of negatives (``exp`` of the entropy of
+      the relative penalties) of each anchor among the probe's pairs, at the temperature (and
+      K) of the loss the module holds now (found as ``HardnessMonitor`` finds it; NaN when
+      there is none, or when its temperature only rescales the loss).
+    - ``false_negative_penalty_mass``: mean share of that penalty on the negatives of the
+      anchor's label (needs labels and the loss's temperature).
+      These three also go to TensorBoard / W&B as histograms of their per-sample values.
 
     The history is kept in the callback's state (checkpointed) and mirrored in
     ``<log_dir>/temperature_analysis/history.csv``. Under DDP every rank embeds its share of
@@ -216,7 +227,7 @@ class TemperatureAnalysis(Callback):
                 f"the probe dataloader gave {probe.num_samples} sample(s): TemperatureAnalysis "
                 "needs at least 2"
             )
-        result = self._compute(probe)
+        result = self._compute(probe, *_loss_temperature(pl_module))
         row = {
             "epoch": trainer.current_epoch,
             "step": trainer.global_step,
@@ -226,7 +237,7 @@ class TemperatureAnalysis(Callback):
         self.history.append(row)
         log_dir = trainer.log_dir or trainer.default_root_dir  # a collective: every rank calls it
         if trainer.is_global_zero:
-            self._write(trainer, log_dir, result.positive, result.negatives)
+            self._write(trainer, log_dir, result)
         return result.values
 
     def _embed(self, trainer: Trainer, pl_module: LightningModule) -> ProbeEmbeddings:
@@ -244,7 +255,12 @@ class TemperatureAnalysis(Callback):
             all_gather=pl_module.all_gather,
         )
 
-    def _compute(self, probe: ProbeEmbeddings) -> ProbeMetrics:
+    def _compute(
+        self,
+        probe: ProbeEmbeddings,
+        temperature: float | None = None,
+        hard_negatives: HardNegatives = None,
+    ) -> ProbeMetrics:
         if (
             probe.z1 is None
             and not self._warned_one_view
@@ -260,17 +276,17 @@ class TemperatureAnalysis(Callback):
             rank_zero_warn(
                 "TemperatureAnalysis: the probe has no labels: tolerance is skipped (logged as NaN)"
             )
-        return probe_metrics(probe, self.metrics, self.top_k, self.chunk_size)
+        return probe_metrics(
+            probe, self.metrics, self.top_k, self.chunk_size, temperature, hard_negatives
+        )
 
-    def _write(
-        self,
-        trainer: Trainer,
-        log_dir: str,
-        positive: Tensor | None,
-        negatives: Tensor | None,
-    ) -> None:
+    def _write(self, trainer: Trainer, log_dir: str, result: ProbeMetrics) -> None:
         out_dir = os.path.join(log_dir, "temperature_analysis")
         row = self.history[-1]
+        positive, negatives = result.positive, result.negatives
+        if result.per_sample:
+            histograms = {PREFIX + f"{name}_hist": v for name, v in result.per_sample.items()}
+            log_histograms(trainer, histograms, current_log_step(trainer))
         if positive is not None and negatives is not None:
             k = self.top_k
             histograms = {
@@ -297,6 +313,21 @@ def _has_head(module: LightningModule) -> bool:
     return callable(getattr(module, "backbone", None)) and callable(
         getattr(module, "projection_head", None)
     )
+
+
+def _loss_temperature(pl_module: LightningModule) -> tuple[float | None, HardNegatives]:
+    """The softmax temperature and the K of the loss ``pl_module`` holds now, or ``None``
+    (no single loss found, or a temperature that only rescales the loss)."""
+    try:
+        loss, _ = find_loss(pl_module, caller="TemperatureAnalysis")
+    except ValueError:
+        return None, None
+    if not loss_capabilities(loss).softmax_temperature:
+        return None, None
+    temperature = loss.temperature
+    if isinstance(temperature, Tensor):
+        temperature = float(temperature.detach())  # one read per evaluation, not per step
+    return float(temperature), getattr(loss, "hard_negatives", None)
 
 
 def _val_loader(trainer: Trainer) -> Any | None:

@@ -7,6 +7,9 @@ the one autograd node that multiplies anchors and candidates and reduces each ro
 - :class:`LogSumExpReduction`: InfoNCE, ``-log(e^{p/τ} / (e^{p/τ} + Σ_k e^{n_k/τ}))``;
   τ is a softmax temperature.
 - :class:`LinearReduction`: Simple, ``(-p + λ Σ_k n_k) / τ``; τ only rescales the loss.
+- :class:`ImportanceWeightedReduction`: HCL (Robinson et al.) and the debiased loss (Chuang
+  et al., β = 0): the negatives' term reweighted by ``softmax(β n/τ)`` and debiased by the
+  class prior τ⁺, clamped at ``N e^{-1/τ}``; τ is a softmax temperature.
 
 Example:
     >>> layout = in_batch_layout(*normalized(out0, out1), gather_distributed=False)
@@ -15,11 +18,19 @@ Example:
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from lightly_temperature._validation import check_temperature
-from lightly_temperature.kernels import LOGSUMEXP, SUM, reduce_similarities
+from lightly_temperature._validation import check_non_negative, check_temperature
+from lightly_temperature.kernels import (
+    LOGSUMEXP,
+    SUM,
+    WEIGHTED_LOGMEANEXP,
+    reduce_similarities,
+)
 from lightly_temperature.losses.layout import PairLayout
 
 
@@ -79,3 +90,68 @@ class LinearReduction(Reduction):
 
     def __repr__(self) -> str:
         return f"LinearReduction(negative_weight={self.negative_weight!r})"
+
+
+def check_class_prior(tau_plus: float) -> float:
+    """τ⁺, the probability that a negative shares the anchor's class, in [0, 1)."""
+    value = check_non_negative(tau_plus, "tau_plus")
+    if value >= 1:
+        raise ValueError(f"tau_plus must be in [0, 1), got {tau_plus!r}")
+    return value
+
+
+class ImportanceWeightedReduction(Reduction):
+    """Hard negative sampling (Robinson et al., ICLR 2021) over the selected negatives.
+
+    With ``e^{p/τ}`` the positive's term and N the number of selected negatives::
+
+        Ng  = max( N (Σ_j w_j e^{n_j/τ} - τ⁺ e^{p/τ}) / (1 - τ⁺),  N e^{-1/τ} )
+        w   = softmax(β n / τ)                     (importance weights over the negatives)
+        L_i = -log( e^{p/τ} / (e^{p/τ} + Ng) )
+
+    as in the authors' code (``imp = e^{β n/τ}``, ``reweight_neg = Σ imp e^{n/τ} / mean(imp)``).
+    β = 0 is the debiased contrastive loss (Chuang et al., NeurIPS 2020); β = 0 and τ⁺ = 0 is
+    InfoNCE (the clamp never binds: every ``e^{n/τ} >= e^{-1/τ}``). The weighted sum runs on
+    :func:`~lightly_temperature.kernels.reduce_similarities` (kind ``weighted_logmeanexp``), in
+    log space: no exponential of a logit is formed, any τ is safe in float32.
+
+    Args:
+        beta: β >= 0, the concentration of the importance weights on the hardest negatives.
+        tau_plus: τ⁺ in [0, 1), the class prior of the debiasing.
+    """
+
+    def __init__(self, beta: float = 1.0, tau_plus: float = 0.1) -> None:
+        self.beta = check_non_negative(beta, "beta")
+        self.tau_plus = check_class_prior(tau_plus)
+
+    def __call__(self, layout: PairLayout, k: int | None, temperature: float | Tensor) -> Tensor:
+        query = layout.anchors / temperature
+        positive = layout.positive / temperature
+        excluded = layout.excluded(positive_too=True)
+        num_selected = layout.num_negatives if k is None else k
+        log_mean = reduce_similarities(
+            query, layout.candidates, excluded, k, WEIGHTED_LOGMEANEXP, self.beta
+        )
+        log_count = math.log(num_selected)
+        if self.tau_plus == 0:
+            log_negatives = log_count + log_mean
+        else:
+            # log(mean - τ⁺ e^p) shifted by the larger of the two (the shift cancels exactly).
+            shift = torch.maximum(log_mean, positive).detach()
+            debiased = torch.exp(log_mean - shift) - self.tau_plus * torch.exp(positive - shift)
+            log_debiased = shift + torch.log(debiased.clamp_min(torch.finfo(debiased.dtype).tiny))
+            log_negatives = torch.where(
+                debiased > 0,
+                log_count + log_debiased - math.log1p(-self.tau_plus),
+                torch.full_like(debiased, float("-inf")),
+            )
+        # The clamp at N e^{-1/τ}: no gradient where it binds, as in the authors' torch.clamp.
+        floor = log_count - 1.0 / temperature
+        if isinstance(floor, Tensor):
+            log_negatives = torch.clamp(log_negatives, min=floor)
+        else:
+            log_negatives = log_negatives.clamp(min=floor)
+        return F.softplus(log_negatives - positive)  # precise at low loss, as InfoNCE
+
+    def __repr__(self) -> str:
+        return f"ImportanceWeightedReduction(beta={self.beta!r}, tau_plus={self.tau_plus!r})"

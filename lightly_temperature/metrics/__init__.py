@@ -11,6 +11,9 @@ of samples work in row chunks: extra memory O(chunk_size x N), never an N x N ma
 - :func:`relative_penalties`: the paper's r_i (from :mod:`lightly_temperature.functional`).
 - :func:`effective_rank`: RankMe.
 - :func:`hardness_statistics`: per-step statistics of a loss's own similarities.
+- :func:`effective_number_of_negatives`, :func:`top_k_penalty_share`,
+  :func:`same_label_penalty_mass`: how the loss spreads its penalty over the negatives.
+- :func:`top_k_false_negative_rate`: how many of each sample's nearest others share its label.
 - :func:`std_of_l2_normalized`: Lightly's collapse monitor (0 collapsed, ~1/sqrt(D) healthy).
 
 Example:
@@ -27,7 +30,15 @@ from lightly.utils.debug import std_of_l2_normalized
 
 from lightly_temperature.functional import relative_penalties
 from lightly_temperature.metrics._common import DEFAULT_CHUNK_SIZE
+from lightly_temperature.metrics.false_negatives import top_k_false_negative_rate
 from lightly_temperature.metrics.hardness import hardness_statistics
+from lightly_temperature.metrics.penalties import (
+    effective_negatives_of_views,
+    effective_number_of_negatives,
+    same_label_penalty_mass,
+    same_label_penalty_mass_of_views,
+    top_k_penalty_share,
+)
 from lightly_temperature.metrics.rank import effective_rank
 from lightly_temperature.metrics.similarities import positive_and_top_negative_similarities
 from lightly_temperature.metrics.tolerance import tolerance
@@ -36,12 +47,18 @@ from lightly_temperature.metrics.uniformity import alignment, uniformity, unifor
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "alignment",
+    "effective_negatives_of_views",
+    "effective_number_of_negatives",
     "effective_rank",
     "hardness_statistics",
     "positive_and_top_negative_similarities",
     "relative_penalties",
+    "same_label_penalty_mass",
+    "same_label_penalty_mass_of_views",
     "std_of_l2_normalized",
     "tolerance",
+    "top_k_false_negative_rate",
+    "top_k_penalty_share",
     "uniformity",
     "uniformity_loss",
 ]

@@ -36,6 +36,11 @@ DISPLAY_NAMES = {
     "hard_contrastive": "HardContrastive",
     "simple": "Simple",
     "hard_simple": "HardSimple",
+    "hcl": "HCL",
+    "debiased": "Debiased",
+    "dcl": "DCL",
+    "dclw": "DCLW",
+    "macl": "MACL",
 }
 PRESETS = ("digits", "paper")
 

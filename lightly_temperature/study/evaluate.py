@@ -3,10 +3,12 @@ on frozen backbone features, and the analysis metrics of :class:`TemperatureAnal
 
 - Embedding: :func:`lightly_temperature.probe.embed_probe`, the pass TemperatureAnalysis runs
   (eval mode, ``torch.no_grad``, each probe sample's augmentations seeded by its index).
-- uniformity (``-L_uniformity``, t = 2) and tolerance: :func:`~lightly_temperature.probe.\
-probe_metrics` of the embeddings of the plain (un-augmented) test images, a one-view probe;
-  alignment and the positive / top-10 negative similarities: ``probe_metrics`` of two
-  augmented views of the test images. Each number is what a ``TemperatureAnalysis`` given that
+- uniformity (``-L_uniformity``, t = 2), tolerance and the top-10 false-negative rate:
+  :func:`~lightly_temperature.probe.probe_metrics` of the embeddings of the plain
+  (un-augmented) test images, a one-view probe; alignment, the positive / top-10 negative
+  similarities and the effective number of negatives (at the run's temperature and K; NaN
+  for a loss whose temperature only rescales it): ``probe_metrics`` of two augmented views
+  of the test images. Each number is what a ``TemperatureAnalysis`` given that
   probe (``max_samples=None``, ``seed`` = the run's seed) computes for the trained module.
 - kNN accuracy: Lightly's ``knn_predict`` (cosine similarity, k nearest train features,
   temperature-weighted votes) of each test image against the train features.
@@ -30,12 +32,14 @@ from lightly.utils.benchmarking import knn_predict
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from lightly_temperature._validation import HardNegatives
 from lightly_temperature.probe import default_embed, embed_probe, probe_metrics
 from lightly_temperature.study.data import StudyData
 
 #: The analysis metrics of a run and the probe each is measured on.
-PLAIN_METRICS = ("uniformity", "tolerance")  # the plain test images
-VIEW_METRICS = ("alignment", "similarities")  # two augmented views of the test images
+PLAIN_METRICS = ("uniformity", "tolerance", "false_negatives")  # the plain test images
+#: Two augmented views of the test images.
+VIEW_METRICS = ("alignment", "similarities", "effective_negatives")
 #: Hardest negatives per anchor of the similarity distributions (the paper's Fig. 8).
 TOP_K = 10
 
@@ -99,11 +103,15 @@ def evaluate_run(
     knn_t: float = 0.1,
     seed: int = 0,
     forward_context: Callable[[], Any] = contextlib.nullcontext,
+    temperature: float | None = None,
+    hard_negatives: HardNegatives = None,
 ) -> Evaluation:
     """Evaluates ``model`` (with ``backbone`` and ``projection_head`` attributes) on ``data``.
 
     ``seed`` seeds the probe views' augmentations (per sample, as TemperatureAnalysis does);
-    ``forward_context`` is the context of each forward (the trainer's precision).
+    ``forward_context`` is the context of each forward (the trainer's precision);
+    ``temperature`` and ``hard_negatives``: the loss's softmax temperature (None when it has
+    none) and K, for the effective number of negatives.
     """
     model.to(device)
 
@@ -114,8 +122,18 @@ def evaluate_run(
 
     train = embed(data.plain_loader("train", batch_size), backbone_features)
     test = embed(data.plain_loader("test", batch_size), backbone_features)
-    plain = probe_metrics(embed(data.plain_loader("test", batch_size)), PLAIN_METRICS)
-    views = probe_metrics(embed(data.probe_loader(batch_size)), VIEW_METRICS, top_k=TOP_K)
+    plain = probe_metrics(
+        embed(data.plain_loader("test", batch_size)), PLAIN_METRICS, top_k=TOP_K
+    ).values
+    # results.csv's column: the top-10 false-negative rate.
+    plain["false_negative_rate"] = plain.pop(f"top{TOP_K}_false_negative_rate")
+    views = probe_metrics(
+        embed(data.probe_loader(batch_size)),
+        VIEW_METRICS,
+        top_k=TOP_K,
+        temperature=temperature,
+        hard_negatives=hard_negatives,
+    )
     if train.labels is None or test.labels is None:
         raise ValueError("the plain train and test loaders must give (images, labels) batches")
     metrics = {
@@ -123,7 +141,7 @@ def evaluate_run(
             train.z0, train.labels, test.z0, test.labels, data.num_classes, k=knn_k, t=knn_t
         ),
         "linear_accuracy": linear_accuracy(train.z0, train.labels, test.z0, test.labels),
-        **plain.values,
+        **plain,
         **views.values,
     }
     positive, negatives = views.positive, views.negatives

@@ -28,6 +28,8 @@ TABLE_METRICS = (
     ("alignment", "alignment", 1.0),
     ("positive_similarity", "positive sim.", 1.0),
     ("top10_negative_similarity", "top-10 neg. sim.", 1.0),
+    ("false_negative_rate", "top-10 false-neg. rate", 1.0),
+    ("effective_negatives", "effective negatives", 1.0),
 )
 PLOTS = {
     "accuracy": "accuracy_vs_temperature.png",
@@ -289,6 +291,12 @@ def write_report(
         "- **alignment**: mean squared distance between the embeddings of two augmented views "
         "(lower = views closer); **positive / top-10 negative sim.**: mean similarity of each "
         "anchor to its positive and to its 10 most similar other samples (paper Fig. 8).",
+        "- **top-10 false-neg. rate**: fraction of each plain test image's 10 most similar "
+        "other test images that share its label (the hardest negatives that are in fact of "
+        "its class); **effective negatives**: exp of the entropy of the relative penalties "
+        "r_i of each anchor of the two views over its 2N − 2 negatives (its K with a top-K "
+        "loss), at the run's τ: how many negatives the loss listens to (nan for a loss whose "
+        "τ only rescales it).",
         "- **kNN / linear acc.**: test accuracy of Lightly's weighted kNN and of a logistic "
         "regression on the frozen backbone features.",
         "- All analysis metrics are those `TemperatureAnalysis` logs for the trained module "

@@ -40,6 +40,8 @@ COLUMNS = (
     "tolerance",
     "positive_similarity",
     "top10_negative_similarity",
+    "false_negative_rate",
+    "effective_negatives",
     "train_seconds",
 )
 #: The columns identifying a run (its resume key), in :func:`run_key`'s order.

@@ -29,7 +29,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from lightly_temperature.figures import save_similarity_figure
 from lightly_temperature.models import MoCo, SimCLR
-from lightly_temperature.registry import available_losses
+from lightly_temperature.registry import available_losses, loss_capabilities
 from lightly_temperature.study.config import (
     RunSpec,
     StudyConfig,
@@ -37,6 +37,7 @@ from lightly_temperature.study.config import (
     format_hard_negatives,
     parse_hard_negatives,
     takes_hard_negatives,
+    temperature_is_scale,
 )
 from lightly_temperature.study.data import StudyData, load_study_data
 from lightly_temperature.study.evaluate import TOP_K, evaluate_run
@@ -52,12 +53,18 @@ class StudyInterrupted(KeyboardInterrupt):
     """Ctrl-C during a study; the message says how many runs finished (they are kept)."""
 
 
-def check_losses(losses) -> None:
-    """Every name must be in the loss registry (built-in, registered or a plugin's)."""
+def check_losses(losses, method: str = "simclr") -> None:
+    """Every name must be in the loss registry (built-in, registered or a plugin's), and take
+    a memory bank when ``method`` is MoCo (read from the loss's capabilities)."""
     known = available_losses()
     for loss in losses:
         if loss not in known:
             raise ValueError(f"unknown loss {loss!r}, known: {', '.join(known)}")
+        if method == "moco" and not loss_capabilities(loss).memory_bank:
+            raise ValueError(
+                f"loss {loss!r} takes no memory bank, so it cannot train the MoCo method; "
+                "use --method simclr for it"
+            )
 
 
 def build_module(config: StudyConfig, run: RunSpec, data: StudyData) -> pl.LightningModule:
@@ -171,7 +178,7 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
             whose ``study.json`` holds other settings (all before any training).
         StudyInterrupted: Ctrl-C; the runs finished until then are kept in ``results.csv``.
     """
-    check_losses(config.losses)
+    check_losses(config.losses, config.method)
     if data is None:
         data = load_study_data(
             config.data, config.dataset, config.data_dir, config.image_size, config.max_eval_samples
@@ -254,6 +261,8 @@ def _run_grid(
             knn_t=config.knn_t,
             seed=run.seed,
             forward_context=trainer.precision_plugin.forward_context,
+            temperature=None if temperature_is_scale(run.loss) else run.temperature,
+            hard_negatives=run.hard_negatives,
         )
         _save_similarities(
             output, run, evaluation.positive_similarities, evaluation.top_negative_similarities
