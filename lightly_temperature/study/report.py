@@ -91,6 +91,9 @@ def format_table(agg: Aggregate, losses: Sequence[str]) -> str:
                     cells.append("—")
                     continue
                 mean, std, n = agg[(loss, tau)][column]
+                if math.isnan(mean):  # not defined for this run (e.g. τ only a scale)
+                    cells.append("n/a")
+                    continue
                 digits = 1 if scale == 100.0 else 3
                 cell = f"{mean * scale:.{digits}f}"
                 if n > 1:
@@ -295,7 +298,7 @@ def write_report(
         "other test images that share its label (the hardest negatives that are in fact of "
         "its class); **effective negatives**: exp of the entropy of the relative penalties "
         "r_i of each anchor of the two views over its 2N − 2 negatives (its K with a top-K "
-        "loss), at the run's τ: how many negatives the loss listens to (nan for a loss whose "
+        "loss), at the run's τ: how many negatives the loss listens to (n/a for a loss whose "
         "τ only rescales it).",
         "- **kNN / linear acc.**: test accuracy of Lightly's weighted kNN and of a logistic "
         "regression on the frozen backbone features.",
