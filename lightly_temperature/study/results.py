@@ -19,11 +19,11 @@ import csv
 import io
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from lightly_temperature.study.config import METHODS, run_key
+from lightly_temperature.study.files import write_atomically
 
 #: The columns of ``results.csv``, in order.
 COLUMNS = (
@@ -149,7 +149,7 @@ class ResultsFile:
             file.writelines(line.text + "\r\n" for line in rejected)
             file.flush()
             os.fsync(file.fileno())
-        _write_atomically(self.path, "".join(kept))
+        write_atomically(self.path, "".join(kept))
         return [
             f"{self.path} line {line.number} is malformed ({line.reason}): moved to "
             f"{self.rejected_path}; its run will be trained again"
@@ -175,7 +175,7 @@ class ResultsFile:
             writer.writeheader()
         writer.writerow({c: _format(row.get(c, "")) for c in COLUMNS})
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(self.path, text + buffer.getvalue())
+        write_atomically(self.path, text + buffer.getvalue())
 
 
 def _read_text(path: Path) -> str:
@@ -187,19 +187,6 @@ def _lines(text: str) -> list[str]:
     """The lines of ``text``, each with its ``\n``; a last line without one is kept as is."""
     parts = text.split("\n")
     return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", newline="") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _format(value: object) -> str:

@@ -15,14 +15,13 @@ Example:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from lightly_temperature._validation import check_writable_folder
 from lightly_temperature.study.config import StudyConfig
 from lightly_temperature.study.data import TORCHVISION_DATASETS, StudyData
+from lightly_temperature.study.files import write_atomically
 
 SETTINGS_FILE = "study.json"
 FORMAT = 1
@@ -104,13 +103,4 @@ def check_output_settings(output: str | Path, settings: dict[str, Any], write: b
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"format": FORMAT, "settings": settings}, indent=2) + "\n"
-    handle, temporary = tempfile.mkstemp(prefix=".study.", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text)
