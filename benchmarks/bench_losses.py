@@ -50,7 +50,7 @@ HARD = "HardContrastive(K)"
 HCL = "HCL(beta=1, tau+=0.1)"
 DEBIASED = "Debiased(tau+=0.1)"
 
-# Targets of issue 6 (time ratios to NTXentLoss).
+# Targets (time ratios to NTXentLoss).
 SIMCLR_PLAIN_TARGET = 0.70
 SIMCLR_HARD_TARGET = 0.90
 MOCO_HARD_TARGET = 1.05
