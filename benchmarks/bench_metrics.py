@@ -38,19 +38,13 @@ from _common import (  # noqa: E402
     time_interleaved,
 )
 
+from lightly_temperature import metrics  # noqa: E402
+
 FLOOR = "floor: N x N x d matmul + exp"
 TIME_TARGET = 2.0  # x the floor, at N = 10,000
 MEMORY_TARGET_MIB = 256.0  # at N = 10,000
 DIM = 128
 BLOCK = 1024  # rows per block of the floor
-
-
-def load_metrics():
-    try:
-        from lightly_temperature import metrics
-    except ImportError as error:  # issue 4 not merged yet
-        raise SystemExit(f"lightly_temperature.metrics is not available: {error}") from error
-    return metrics
 
 
 def floor_step(z: torch.Tensor) -> Callable[[], None]:
@@ -118,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    metrics = load_metrics()
     sizes = args.sizes or ([500] if args.quick else [10_000, 50_000])
     print(f"machine: {machine_description(device)}", flush=True)
     rows, verdicts, checks = [], [], []

@@ -1,4 +1,4 @@
-"""The metrics' fast paths (issue 6) against the direct computations they replace."""
+"""The metrics' fast paths against the direct computations they replace."""
 
 from __future__ import annotations
 
