@@ -39,6 +39,7 @@ from lightly_temperature.metrics import (
     alignment,
     effective_negatives_of_views,
     effective_rank,
+    embedding_spread,
     positive_and_top_negative_similarities,
     same_label_penalty_mass_of_views,
     std_of_l2_normalized,
@@ -55,6 +56,7 @@ AVAILABLE_METRICS = (
     "similarities",
     "effective_rank",
     "std_of_l2_normalized",
+    "embedding_spread",
     "false_negatives",
     "effective_negatives",
     "false_negative_penalty",
@@ -493,7 +495,9 @@ def probe_metrics(
     """The metric values of a probe's embeddings, as TemperatureAnalysis logs them.
 
     - ``uniformity`` (-L_uniformity, t = 2), ``tolerance`` (needs labels), ``effective_rank``
-      and ``std_of_l2_normalized``: of the first views ``z0``;
+      ``std_of_l2_normalized`` and ``embedding_spread`` (below
+      :data:`~lightly_temperature.metrics.COLLAPSE_THRESHOLD`: collapsed): of the first views
+      ``z0``;
     - ``alignment`` and ``similarities`` (``positive_similarity``,
       ``top{k}_negative_similarity``: means of the paper's Fig. 8 distributions, k =
       ``top_k``, fewer only for a probe of fewer than ``top_k / 2 + 1`` samples): of the pairs
@@ -548,6 +552,8 @@ def probe_metrics(
         results["effective_rank"] = effective_rank(z0)
     if "std_of_l2_normalized" in selected:
         results["std_of_l2_normalized"] = std_of_l2_normalized(z0)
+    if "embedding_spread" in selected:
+        results["embedding_spread"] = embedding_spread(z0)
     per_sample: dict[str, Tensor] = {}
     if "false_negatives" in selected and labels is not None:
         k = min(top_k, z0.shape[0] - 1)

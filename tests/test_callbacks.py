@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -298,6 +299,26 @@ def test_non_finite_embeddings_log_nan_and_training_goes_on(tmp_path):
     assert trainer.current_epoch == 2  # both epochs ran
     assert all(math.isnan(v) for v in analysis.history[-1].values() if isinstance(v, float))
     assert math.isnan(float(trainer.callback_metrics["temperature_analysis/uniformity"]))
+
+
+def test_a_collapse_is_flagged_in_the_log(tmp_path):
+    def embed(module, x):  # every probe image near one direction: a collapsed embedding
+        z = module(x)
+        return torch.ones_like(z) + 0.01 * z
+
+    analysis = TemperatureAnalysis(probe_loader(40), embed=embed)
+    trainer = make_trainer(tmp_path, 1, [analysis], limit_train_batches=1)
+    with pytest.warns(UserWarning, match=r"embeddings are collapsed at epoch 0.*spread 0\.0"):
+        trainer.fit(TinySimCLR(), train_loader(128, 64))
+    assert analysis.history[-1]["embedding_spread"] < 0.05
+    # Raw pixels spread enough (about 0.6 here). An untrained projection head does not: it
+    # maps every image near one direction (spread about 0.05), and is flagged as well.
+    pixels = TemperatureAnalysis(probe_loader(40), embed=lambda module, x: x.flatten(1) - 0.3)
+    trainer = make_trainer(tmp_path, 1, [pixels], limit_train_batches=1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*collapsed.*")
+        trainer.fit(TinySimCLR(), train_loader(128, 64))
+    assert pixels.history[-1]["embedding_spread"] > 0.25
 
 
 def test_empty_probe_is_an_error_at_setup(tmp_path):

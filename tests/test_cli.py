@@ -28,6 +28,7 @@ EXPECTED_COLUMNS = [
     "top10_negative_similarity",
     "false_negative_rate",
     "effective_negatives",
+    "embedding_spread",
     "train_seconds",
 ]
 TINY = ["--epochs", "2", "--batch-size", "128", "--no-progress-bar"]

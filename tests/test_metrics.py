@@ -315,3 +315,20 @@ def test_uniformity_of_rows_without_a_direction_is_nan_and_says_so():
     kept = torch.nn.functional.normalize(z.double(), dim=1)
     reference = -torch.pdist(kept).pow(2).mul(-2).exp().mean().log()
     assert uniformity(z).item() == pytest.approx(reference.item(), rel=1e-5)
+
+
+def test_embedding_spread_is_one_on_the_sphere_and_zero_for_one_direction():
+    from lightly_temperature.metrics import COLLAPSE_THRESHOLD, embedding_spread
+
+    torch.manual_seed(0)
+    sphere = torch.randn(20_000, 16, dtype=torch.float64)  # directions uniform on the sphere
+    assert embedding_spread(sphere).item() == pytest.approx(1.0, abs=0.01)
+    # The definition: Lightly's std_of_l2_normalized times sqrt(D), here by hand in float64.
+    z = torch.nn.functional.normalize(sphere[:50], dim=1)
+    expected = z.std(dim=0).mean().item() * math.sqrt(16)
+    assert embedding_spread(sphere[:50]).item() == pytest.approx(expected, rel=1e-6)
+    one_direction = torch.ones(8, 16) * torch.arange(1, 9).unsqueeze(1)  # scaled copies
+    assert embedding_spread(one_direction).item() == pytest.approx(0.0, abs=1e-6)
+    # A cap of cosine similarity ~0.99 around one direction (a collapse) is flagged.
+    cap = torch.nn.functional.normalize(torch.ones(200, 16) + 0.03 * torch.randn(200, 16), dim=1)
+    assert embedding_spread(cap).item() < COLLAPSE_THRESHOLD

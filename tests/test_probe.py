@@ -45,6 +45,7 @@ def test_probe_metrics_are_the_metric_functions_of_the_views():
         "top10_negative_similarity": negatives.mean(),
         "effective_rank": metrics.effective_rank(z0),
         "std_of_l2_normalized": metrics.std_of_l2_normalized(z0),
+        "embedding_spread": metrics.embedding_spread(z0),
         "top10_false_negative_rate": false_negatives.mean(),
         "effective_negatives": effective.mean(),
         "false_negative_penalty_mass": mass.mean(),

@@ -277,3 +277,23 @@ def test_knn_and_linear_accuracy_on_separable_features():
     # Labels carrying no information give about chance accuracy.
     shuffled = labels[torch.randperm(200, generator=generator)]
     assert knn_accuracy(features[:160], shuffled[:160], features[160:], shuffled[160:], 4) < 0.6
+
+
+def test_report_flags_collapsed_runs(tmp_path):
+    from lightly_temperature.study.report import write_report
+    from lightly_temperature.study.results import COLUMNS
+
+    def row(loss, tau, spread):
+        values = {c: "0.5" for c in COLUMNS}
+        values.update(method="simclr", loss=loss, temperature=str(tau), hard_negatives="")
+        values.update(seed="0", epochs="2", embedding_spread=str(spread))
+        return values
+
+    rows = [row("ntxent", 0.1, 0.8), row("ntxent", 1.0, 0.05), row("simple", 1.0, 0.7)]
+    text = write_report(rows, tmp_path, "digits, simclr").read_text()
+    assert "## Collapse" in text
+    collapse = text.split("## Collapse", 1)[1].split("##", 1)[0]
+    assert "Contrastive at τ = 1 (0.050)" in collapse
+    assert "τ = 0.1" not in collapse and "Simple" not in collapse
+    healthy = write_report(rows[:1] + rows[2:], tmp_path / "healthy", "digits, simclr")
+    assert "## Collapse" not in healthy.read_text()

@@ -21,6 +21,7 @@ from lightly_temperature.callbacks._outputs import (
     log_to_loggers,
 )
 from lightly_temperature.figures import SimilarityFigure
+from lightly_temperature.metrics import COLLAPSE_THRESHOLD
 from lightly_temperature.probe import (
     AVAILABLE_METRICS,
     EmbedFn,
@@ -51,7 +52,9 @@ class TemperatureAnalysis(Callback):
     - ``positive_similarity`` and ``top10_negative_similarity``: means of the paper's Fig. 8
       distributions (needs two views); their histograms go to TensorBoard / W&B and a PNG
       figure per evaluation to ``<log_dir>/temperature_analysis/``.
-    - ``effective_rank`` (RankMe) and ``std_of_l2_normalized`` (Lightly's collapse monitor).
+    - ``effective_rank`` (RankMe) and ``std_of_l2_normalized`` (Lightly's collapse monitor),
+      and ``embedding_spread`` (the same times sqrt(dim): 1 spread over the sphere, 0 one
+      point); a spread below ``metrics.COLLAPSE_THRESHOLD`` is flagged with a warning.
     - ``top10_false_negative_rate``: mean fraction of each sample's 10 most similar others
       that share its label (needs labels): false negatives among the hardest negatives.
     - ``effective_negatives``: mean effective number of negatives (``exp`` of the entropy of
@@ -132,6 +135,7 @@ class TemperatureAnalysis(Callback):
         self._figure = SimilarityFigure(self.top_k)  # built once, redrawn per evaluation
         self._probe: Any | None = None
         self._warned_no_labels = False
+        self._warned_collapse = False
         self._warned_one_view = False
         self._warned_forward = False
         self._last_step_evaluated: int | None = None
@@ -235,6 +239,17 @@ class TemperatureAnalysis(Callback):
             **result.values,
         }
         self.history.append(row)
+        spread = result.values.get("embedding_spread", math.nan)
+        # NaN compares False: no flag without a value. Once per run: the value is logged at
+        # every evaluation (a freshly initialised head is often collapsed too).
+        if spread < COLLAPSE_THRESHOLD and not self._warned_collapse:
+            self._warned_collapse = True
+            rank_zero_warn(
+                f"TemperatureAnalysis: the embeddings are collapsed at epoch {row['epoch']}, "
+                f"step {row['step']}: embedding_spread {spread:.3f} < {COLLAPSE_THRESHOLD} "
+                "(std_of_l2_normalized x sqrt(dim); 1 = spread over the sphere, 0 = one point); "
+                "temperature_analysis/embedding_spread follows it at every evaluation"
+            )
         log_dir = trainer.log_dir or trainer.default_root_dir  # a collective: every rank calls it
         if trainer.is_global_zero:
             self._write(trainer, log_dir, result)

@@ -15,6 +15,8 @@ of samples work in row chunks: extra memory O(chunk_size x N), never an N x N ma
   :func:`same_label_penalty_mass`: how the loss spreads its penalty over the negatives.
 - :func:`top_k_false_negative_rate`: how many of each sample's nearest others share its label.
 - :func:`std_of_l2_normalized`: Lightly's collapse monitor (0 collapsed, ~1/sqrt(D) healthy).
+- :func:`embedding_spread`: the same scaled to [0, ~1]; below :data:`COLLAPSE_THRESHOLD` the
+  embeddings count as collapsed.
 
 Example:
     >>> import torch
@@ -30,6 +32,7 @@ from lightly.utils.debug import std_of_l2_normalized
 
 from lightly_temperature.functional import relative_penalties
 from lightly_temperature.metrics._common import DEFAULT_CHUNK_SIZE
+from lightly_temperature.metrics.collapse import COLLAPSE_THRESHOLD, embedding_spread
 from lightly_temperature.metrics.false_negatives import top_k_false_negative_rate
 from lightly_temperature.metrics.hardness import hardness_statistics
 from lightly_temperature.metrics.penalties import (
@@ -45,11 +48,13 @@ from lightly_temperature.metrics.tolerance import tolerance
 from lightly_temperature.metrics.uniformity import alignment, uniformity, uniformity_loss
 
 __all__ = [
+    "COLLAPSE_THRESHOLD",
     "DEFAULT_CHUNK_SIZE",
     "alignment",
     "effective_negatives_of_views",
     "effective_number_of_negatives",
     "effective_rank",
+    "embedding_spread",
     "hardness_statistics",
     "positive_and_top_negative_similarities",
     "relative_penalties",

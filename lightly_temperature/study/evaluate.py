@@ -37,7 +37,12 @@ from lightly_temperature.probe import default_embed, embed_probe, probe_metrics
 from lightly_temperature.study.data import StudyData
 
 #: The analysis metrics of a run and the probe each is measured on.
-PLAIN_METRICS = ("uniformity", "tolerance", "false_negatives")  # the plain test images
+PLAIN_METRICS = (  # the plain test images
+    "uniformity",
+    "tolerance",
+    "embedding_spread",
+    "false_negatives",
+)
 #: Two augmented views of the test images.
 VIEW_METRICS = ("alignment", "similarities", "effective_negatives")
 #: Hardest negatives per anchor of the similarity distributions (the paper's Fig. 8).

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from lightly_temperature.figures import save_similarity_grid
+from lightly_temperature.metrics import COLLAPSE_THRESHOLD
 from lightly_temperature.study.config import display_name, temperature_is_scale
 from lightly_temperature.study.evaluate import TOP_K
 from lightly_temperature.study.results import METRIC_COLUMNS
@@ -30,6 +31,7 @@ TABLE_METRICS = (
     ("top10_negative_similarity", "top-10 neg. sim.", 1.0),
     ("false_negative_rate", "top-10 false-neg. rate", 1.0),
     ("effective_negatives", "effective negatives", 1.0),
+    ("embedding_spread", "embedding spread", 1.0),
 )
 PLOTS = {
     "accuracy": "accuracy_vs_temperature.png",
@@ -218,6 +220,25 @@ def plot_similarity_grid(
     return path
 
 
+def collapse_summary(agg: Aggregate) -> list[str]:
+    """The runs whose embeddings collapsed (spread below ``COLLAPSE_THRESHOLD``), named."""
+    collapsed = [
+        (loss, tau, metrics["embedding_spread"][0])
+        for (loss, tau), metrics in sorted(agg.items())
+        if metrics["embedding_spread"][0] < COLLAPSE_THRESHOLD  # NaN: not measured, no flag
+    ]
+    if not collapsed:
+        return []
+    runs = "; ".join(
+        f"{display_name(loss)} at τ = {tau:g} ({spread:.3f})" for loss, tau, spread in collapsed
+    )
+    return [
+        f"**Collapsed:** {runs}. Their embeddings of the test images point nearly the same way "
+        f"(embedding spread below {COLLAPSE_THRESHOLD}; 1 = spread over the sphere, 0 = one "
+        "point): read their other numbers as those of a collapsed model, not as effects of τ."
+    ]
+
+
 def direction_summary(agg: Aggregate) -> list[str]:
     """Plain-language check of the paper's direction of effects on this study's numbers."""
     lines = []
@@ -284,6 +305,9 @@ def write_report(
     summary = direction_summary(agg)
     if summary:
         lines += ["## Direction of effects", ""] + summary + [""]
+    collapsed = collapse_summary(agg)
+    if collapsed:
+        lines += ["## Collapse", ""] + collapsed + [""]
     lines += [
         "## Metrics",
         "",
@@ -300,6 +324,9 @@ def write_report(
         "r_i of each anchor of the two views over its 2N − 2 negatives (its K with a top-K "
         "loss), at the run's τ: how many negatives the loss listens to (n/a for a loss whose "
         "τ only rescales it).",
+        "- **embedding spread**: Lightly's `std_of_l2_normalized` of the plain test images' "
+        "embeddings times sqrt(dim): 1 when they spread over the sphere, 0 when they all point "
+        f"the same way; below {COLLAPSE_THRESHOLD} a run is flagged as collapsed.",
         "- **kNN / linear acc.**: test accuracy of Lightly's weighted kNN and of a logistic "
         "regression on the frozen backbone features.",
         "- All analysis metrics are those `TemperatureAnalysis` logs for the trained module "

@@ -42,6 +42,7 @@ COLUMNS = (
     "top10_negative_similarity",
     "false_negative_rate",
     "effective_negatives",
+    "embedding_spread",
     "train_seconds",
 )
 #: The columns identifying a run (its resume key), in :func:`run_key`'s order.
