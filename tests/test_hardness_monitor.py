@@ -121,6 +121,10 @@ def test_statistics_are_those_of_what_the_loss_compared(tmp_path, bank, name, ha
         assert recorder.losses[step].item() == pytest.approx(loss, rel=1e-5)
         for key, value in expected.items():
             assert row[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+        # How far the loss's first inputs spread: std of the unit vectors times sqrt(dim).
+        unit = F.normalize(z0.double(), dim=1)
+        spread = unit.std(dim=0).mean().item() * unit.shape[1] ** 0.5
+        assert row["embedding_spread"] == pytest.approx(spread, rel=1e-5)
 
 
 def test_first_loss_call_of_a_step_is_read(tmp_path):
@@ -147,3 +151,15 @@ def test_one_row_per_optimizer_step_under_gradient_accumulation(tmp_path):
     trainer.fit(Watched(HardContrastiveLoss(0.3, hard_negatives=5)), train_loader(512, 32))
     assert trainer.global_step == 3
     assert [row["step"] for row in monitor.history] == [0, 1, 2]
+
+
+def test_a_collapse_of_the_loss_inputs_is_flagged_once(tmp_path):
+    class Collapsed(Watched):
+        def forward(self, x):  # every image near one direction
+            return torch.ones(x.shape[0], 16) + 0.01 * super().forward(x)
+
+    monitor = HardnessMonitor(log_every_n_steps=1)
+    with pytest.warns(UserWarning, match="loss's embeddings are collapsed at step 0") as record:
+        _train(tmp_path, LOSSES["ntxent"](0), monitor, 3, model_class=Collapsed)
+    assert sum("collapsed" in str(w.message) for w in record) == 1  # once per run
+    assert all(row["embedding_spread"] < 0.05 for row in monitor.history)

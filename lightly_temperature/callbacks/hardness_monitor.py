@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
@@ -13,7 +15,7 @@ from lightly_temperature._validation import check_int
 from lightly_temperature.adapters import REPLACEABLE, find_loss
 from lightly_temperature.callbacks._outputs import current_log_step, log_to_loggers
 from lightly_temperature.losses import observe_similarities
-from lightly_temperature.metrics import hardness_statistics
+from lightly_temperature.metrics import COLLAPSE_THRESHOLD, embedding_spread, hardness_statistics
 
 PREFIX = "hardness/"
 
@@ -95,6 +97,7 @@ class HardnessMonitor(Callback):
         self._watched: nn.Module | None = None
         self._hook: RemovableHandle | None = None
         self._statistics: dict[str, Tensor] | None = None
+        self._warned_collapse = False
         self._labels: Tensor | None = None
 
     @property
@@ -103,6 +106,7 @@ class HardnessMonitor(Callback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":
+            self._warned_collapse = False
             self._watched = (
                 self.loss
                 if self.loss is not None
@@ -157,6 +161,8 @@ class HardnessMonitor(Callback):
                 anchor_labels=paired,
                 candidate_labels=paired,
             )
+            if self._statistics and n >= 2:  # how far the batch's embeddings spread
+                self._statistics["embedding_spread"] = embedding_spread(inputs[0].detach().float())
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -171,6 +177,15 @@ class HardnessMonitor(Callback):
         row = dict(zip(names, values))
         self.history.append({"step": step, **row})
         log_to_loggers(trainer, {PREFIX + name: v for name, v in row.items()}, step)
+        spread = row.get("embedding_spread", math.nan)
+        if spread < COLLAPSE_THRESHOLD and not self._warned_collapse:  # once per run
+            self._warned_collapse = True
+            rank_zero_warn(
+                f"HardnessMonitor: the loss's embeddings are collapsed at step {step}: "
+                f"embedding_spread {spread:.3f} < {COLLAPSE_THRESHOLD} (std_of_l2_normalized x "
+                "sqrt(dim); 1 = spread over the sphere, 0 = one point); hardness/embedding_spread "
+                "follows it on every logged step"
+            )
 
     def _detach(self) -> None:
         if self._hook is not None:
