@@ -19,8 +19,8 @@ from torch import Tensor
 from lightly_temperature.metrics._common import check_matrix
 
 #: Embeddings whose spread is below this count as collapsed: a typical pair of them then has a
-#: cosine similarity above about 1 - 0.25² ≈ 0.94. Healthy training on the embedded digits
-#: keeps the spread above 0.6; the hard losses' collapse in MoCo on digits is near 0.1.
+#: cosine similarity above about 1 - 0.25² ≈ 0.94. Measured on the embedded digits: the study's
+#: SimCLR runs 0.98-1.0 and plain MoCo 0.83-0.97; the hard losses' collapse in MoCo 0.11-0.19.
 COLLAPSE_THRESHOLD = 0.25
 
 
