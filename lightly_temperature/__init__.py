@@ -6,6 +6,7 @@ Wang & Liu, "Understanding the Behaviour of Contrastive Loss", CVPR 2021.
 from lightly_temperature import functional, metrics
 from lightly_temperature.adapters import use_loss
 from lightly_temperature.callbacks import HardnessMonitor, TemperatureAnalysis
+from lightly_temperature.data import IndexedDataset
 from lightly_temperature.functional import contrastive_loss, relative_penalties, simple_loss
 from lightly_temperature.losses import (
     PAPER_ALPHA,
@@ -45,6 +46,7 @@ __all__ = [
     "HardContrastiveLoss",
     "HardSimpleLoss",
     "HardnessMonitor",
+    "IndexedDataset",
     "LossCapabilities",
     "MoCo",
     "PairwiseLoss",

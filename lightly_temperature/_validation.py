@@ -151,6 +151,37 @@ def check_embeddings(out0: Tensor, out1: Tensor) -> None:
             )
 
 
+def check_indices(indices: Tensor, batch_size: int, num_samples: int | None = None) -> Tensor:
+    """Sample indices of a batch: a 1-D integer tensor of ``batch_size`` entries, on the
+    embeddings' device, each in ``[0, num_samples)`` when ``num_samples`` is given.
+
+    On the CPU the range is checked here; on an accelerator it is checked by
+    ``torch._assert_async``, which fails the step without a host synchronisation.
+    """
+    if not isinstance(indices, Tensor):
+        raise ValueError(
+            f"indices must be a tensor of sample indices, got {type(indices).__name__}"
+        )
+    if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
+        raise ValueError(f"indices must be an integer tensor, got dtype {indices.dtype}")
+    if indices.dim() != 1 or indices.shape[0] != batch_size:
+        raise ValueError(
+            f"indices must have shape ({batch_size},), one per sample of the batch, "
+            f"got shape {tuple(indices.shape)}"
+        )
+    if num_samples is not None and indices.numel() > 0:
+        if indices.device.type == "cpu":
+            low, high = int(indices.min()), int(indices.max())
+            if low < 0 or high >= num_samples:
+                bad = low if low < 0 else high
+                raise ValueError(
+                    f"indices must be in [0, {num_samples}) (num_samples={num_samples}), got {bad}"
+                )
+        else:
+            torch._assert_async(((indices >= 0) & (indices < num_samples)).all())
+    return indices
+
+
 def check_writable_folder(folder: str | Path, name: str, shown: str | Path | None = None) -> None:
     """Creates ``folder`` if needed and writes a temporary file there; ValueError naming the
     argument ``name`` and its value ``shown`` (default: the folder) if that fails (a file in

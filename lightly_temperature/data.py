@@ -245,6 +245,52 @@ class DigitsViews(Dataset):
         return [([view[i] for view in views], labels[i]) for i in range(images.shape[0])]
 
 
+class IndexedDataset(Dataset):
+    """A data set whose items also carry their index: ``(views, label, index)``.
+
+    A loss part indexed by sample (a memory bank with one entry per training sample, a
+    temperature per sample) needs to know which samples a batch holds. Wrap any map-style
+    data set whose items are ``(views, label, ...)`` (Lightly's ``LightlyDataset``, a
+    torchvision data set with a two-view transform, :class:`DigitsViews`); the default
+    collate turns the indices into a ``(batch_size,)`` integer tensor, the batch's third
+    element, which the ready modules pass to the loss as ``indices=``. Further fields of the
+    item (Lightly's file names) are dropped. Batched fetching (``__getitems__``) is kept.
+
+    Example:
+        >>> dataset = IndexedDataset(digits_dataset())
+        >>> (x0, x1), label, index = dataset[3]
+        >>> index
+        3
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+            raise ValueError(
+                f"dataset must be a map-style data set (with __getitem__ and __len__), got "
+                f"{type(dataset).__name__}"
+            )
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @staticmethod
+    def _with_index(item: Any, index: int) -> tuple[Any, Any, int]:
+        if not isinstance(item, (list, tuple)) or len(item) < 2:
+            raise ValueError(
+                f"IndexedDataset expects items (views, label, ...), got {type(item).__name__}"
+            )
+        return item[0], item[1], int(index)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any, int]:
+        return self._with_index(self.dataset[index], index)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, Any, int]]:
+        fetch = getattr(self.dataset, "__getitems__", None)
+        items = fetch(indices) if fetch is not None else [self.dataset[i] for i in indices]
+        return [self._with_index(item, i) for item, i in zip(items, indices)]
+
+
 def load_digits_tensors(channels: int = 1) -> tuple[Tensor, Tensor]:
     """All 1,797 digits as float images in [0, 1], shape ``(N, channels, 8, 8)``, and labels."""
     if channels not in (1, 3):

@@ -215,7 +215,7 @@ def loss_capabilities(loss: str | LossFactory | nn.Module) -> LossCapabilities:
     Example:
         >>> loss_capabilities("hard_simple")
         LossCapabilities(softmax_temperature=False, hard_negatives=True, memory_bank=True, \
-gather_distributed=True)
+gather_distributed=True, sample_indices=True)
     """
     factory = get_loss_class(loss) if isinstance(loss, str) else loss
     declared = getattr(factory, "capabilities", None)
@@ -236,7 +236,18 @@ gather_distributed=True)
         hard_negatives="hard_negatives" in accepted,
         memory_bank="memory_bank_size" in accepted,
         gather_distributed="gather_distributed" in accepted,
+        sample_indices=_forward_takes_indices(factory),
     )
+
+
+def _forward_takes_indices(factory: Any) -> bool:
+    forward = getattr(factory, "forward", None)
+    if forward is None:
+        return False
+    try:
+        return "indices" in inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def build_loss(name: str, **kwargs: Any) -> nn.Module:

@@ -146,7 +146,8 @@ class HardnessMonitor(Callback):
         self._detach()  # the first call of the step is the one read
         if len(inputs) < 2 or not all(isinstance(x, Tensor) for x in inputs[:2]):
             return  # not a call the loss accepts: the loss itself raises
-        similarities = observe_similarities(loss, inputs[0], inputs[1])
+        indices = kwargs.get("indices", inputs[2] if len(inputs) > 2 else None)
+        similarities = observe_similarities(loss, inputs[0], inputs[1], indices)
         labels, self._labels = self._labels, None
         # The labels describe the candidates only when they are this batch's two views.
         n = inputs[0].shape[0]

@@ -27,9 +27,14 @@ class LossCapabilities:
         hard_negatives: takes ``hard_negatives`` (K or the fraction alpha).
         memory_bank: takes ``memory_bank_size`` (MoCo mode).
         gather_distributed: takes ``gather_distributed`` (negatives from every rank).
+        sample_indices: ``forward`` takes ``indices=``, the data set indices of the batch's
+            samples (a memory bank indexed by sample, a temperature per sample). The ready
+            modules pass them when the batch carries them
+            (:class:`~lightly_temperature.data.IndexedDataset`).
     """
 
     softmax_temperature: bool = True
     hard_negatives: bool = False
     memory_bank: bool = True
     gather_distributed: bool = True
+    sample_indices: bool = False

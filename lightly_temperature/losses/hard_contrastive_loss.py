@@ -44,7 +44,7 @@ class HardContrastiveLoss(PairwiseLoss):
     """
 
     capabilities: ClassVar[LossCapabilities] = LossCapabilities(
-        softmax_temperature=True, hard_negatives=True
+        softmax_temperature=True, hard_negatives=True, sample_indices=True
     )
 
     def __init__(

@@ -30,7 +30,7 @@ class HardSimpleLoss(SimpleLoss):
     """
 
     capabilities: ClassVar[LossCapabilities] = LossCapabilities(
-        softmax_temperature=False, hard_negatives=True
+        softmax_temperature=False, hard_negatives=True, sample_indices=True
     )
 
     def __init__(

@@ -45,7 +45,7 @@ class HCLLoss(PairwiseLoss):
     """
 
     capabilities: ClassVar[LossCapabilities] = LossCapabilities(
-        softmax_temperature=True, hard_negatives=True
+        softmax_temperature=True, hard_negatives=True, sample_indices=True
     )
 
     def __init__(
@@ -90,7 +90,7 @@ class DebiasedContrastiveLoss(HCLLoss):
     """
 
     capabilities: ClassVar[LossCapabilities] = LossCapabilities(
-        softmax_temperature=True, hard_negatives=False
+        softmax_temperature=True, hard_negatives=False, sample_indices=True
     )
 
     def __init__(

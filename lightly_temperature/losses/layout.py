@@ -115,8 +115,12 @@ def uses_memory_bank(loss: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def observe_similarities(loss: nn.Module, out0: Tensor, out1: Tensor) -> SimilarityBatch:
+def observe_similarities(
+    loss: nn.Module, out0: Tensor, out1: Tensor, indices: Tensor | None = None
+) -> SimilarityBatch:
     """The similarities ``loss`` compares for ``(out0, out1)``, read without changing it.
+
+    ``indices``: the sample indices the call passed to the loss (``None`` if none).
 
     Works for Lightly's ``NTXentLoss`` and this package's losses (both have ``temperature``,
     ``memory_bank`` and ``gather_distributed``). The memory bank is read as it is before the

@@ -10,7 +10,12 @@ import torch
 from torch import Tensor, nn
 from torch import distributed as torch_dist
 
-from lightly_temperature._validation import HardNegatives, check_embeddings, check_temperature
+from lightly_temperature._validation import (
+    HardNegatives,
+    check_embeddings,
+    check_indices,
+    check_temperature,
+)
 from lightly_temperature.losses.capabilities import LossCapabilities
 from lightly_temperature.losses.layout import (
     HostPointerMemoryBank,
@@ -53,7 +58,9 @@ class PairwiseLoss(nn.Module):
         >>> loss = loss_fn(model(x0), model(x1))
     """
 
-    capabilities: ClassVar[LossCapabilities] = LossCapabilities(hard_negatives=True)
+    capabilities: ClassVar[LossCapabilities] = LossCapabilities(
+        hard_negatives=True, sample_indices=True
+    )
 
     def __init__(
         self,
@@ -112,11 +119,18 @@ class PairwiseLoss(nn.Module):
 
     # --- the computation ------------------------------------------------------------------
 
-    def forward(self, out0: Tensor, out1: Tensor) -> Tensor:
-        """Loss of the two views' embeddings, shapes ``(batch_size, dim)``; mean over anchors."""
+    def forward(self, out0: Tensor, out1: Tensor, indices: Tensor | None = None) -> Tensor:
+        """Loss of the two views' embeddings, shapes ``(batch_size, dim)``; mean over anchors.
+
+        ``indices``: optional data set indices of the batch's samples, shape ``(batch_size,)``
+        (from :class:`~lightly_temperature.data.IndexedDataset`), for the parts that are
+        indexed by sample. Parts that are not ignore them.
+        """
         check_embeddings(out0, out1)
+        if indices is not None:
+            indices = check_indices(indices, out0.shape[0])
         with torch.autocast(device_type=out0.device.type, enabled=False):
-            layout = self._layout(out0.float(), out1.float())
+            layout = self._layout(out0.float(), out1.float(), indices)
             if layout.num_negatives == 0:
                 # A batch of one sample has no negatives: the positive is alone in the
                 # denominator, so the loss is 0 (NTXentLoss gives 0 too). Keep the graph.
@@ -126,7 +140,7 @@ class PairwiseLoss(nn.Module):
             temperature = check_temperature(self.temperature)
             return self.reduction(layout, k, temperature).mean()
 
-    def _layout(self, out0: Tensor, out1: Tensor) -> PairLayout:
+    def _layout(self, out0: Tensor, out1: Tensor, indices: Tensor | None = None) -> PairLayout:
         out0, out1 = normalized(out0, out1)
         if not self.uses_memory_bank:
             return in_batch_layout(out0, out1, self.gather_distributed)
@@ -134,12 +148,14 @@ class PairwiseLoss(nn.Module):
         _, bank = self.memory_bank(out1, update=out0.requires_grad)
         return memory_bank_layout(out0, out1, bank.to(device=out0.device, dtype=out0.dtype))
 
-    def similarities(self, out0: Tensor, out1: Tensor) -> SimilarityBatch:
+    def similarities(
+        self, out0: Tensor, out1: Tensor, indices: Tensor | None = None
+    ) -> SimilarityBatch:
         """The cosine similarities this loss compares for ``(out0, out1)``, in Lightly's layout.
 
         Read-only: the memory bank is not updated. Detached, float32.
         """
-        return observe_similarities(self, out0, out1)
+        return observe_similarities(self, out0, out1, indices)
 
     def extra_repr(self) -> str:
         return (

@@ -32,7 +32,7 @@ class SimpleLoss(PairwiseLoss):
     """
 
     capabilities: ClassVar[LossCapabilities] = LossCapabilities(
-        softmax_temperature=False, hard_negatives=False
+        softmax_temperature=False, hard_negatives=False, sample_indices=True
     )
 
     def __init__(

@@ -17,7 +17,12 @@ from lightly_temperature._validation import (
     check_positive,
 )
 from lightly_temperature.models.backbones import resnet18_backbone
-from lightly_temperature.registry import build_loss, get_loss_class, loss_parameters
+from lightly_temperature.registry import (
+    build_loss,
+    get_loss_class,
+    loss_capabilities,
+    loss_parameters,
+)
 
 #: Optimizers of the ready modules (and of the study), built in ``configure_optimizers``.
 OPTIMIZERS = ("sgd", "adamw")
@@ -83,6 +88,25 @@ def two_views(batch: Any) -> tuple[Tensor, Tensor]:
             f"lightly_temperature.data.digits_dataset; got {got}"
         )
     return views[0], views[1]
+
+
+def sample_indices(batch: Any) -> Tensor | None:
+    """The data set indices of a batch ``(views, labels, indices)`` from
+    :class:`~lightly_temperature.data.IndexedDataset`, or ``None`` when the batch has none
+    (Lightly's third element is a list of file names, not indices)."""
+    if isinstance(batch, (list, tuple)) and len(batch) >= 3:
+        indices = batch[2]
+        if isinstance(indices, Tensor) and indices.dim() == 1 and not indices.is_floating_point():
+            return indices
+    return None
+
+
+def call_loss(criterion: nn.Module, out0: Tensor, out1: Tensor, batch: Any) -> Tensor:
+    """``criterion(out0, out1)``, with the batch's sample indices when the loss takes them."""
+    indices = sample_indices(batch)
+    if indices is not None and loss_capabilities(criterion).sample_indices:
+        return criterion(out0, out1, indices=indices)
+    return criterion(out0, out1)
 
 
 class ContrastiveModule(pl.LightningModule):

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from lightly_temperature._validation import check_unit_interval
 from lightly_temperature.models._base import (
     ContrastiveModule,
+    call_loss,
     make_loss,
     two_views,
 )
@@ -103,7 +104,7 @@ class MoCo(ContrastiveModule):
         x_query, x_key = two_views(batch)
         query = self.forward(x_query)
         key = self.forward_momentum(x_key)
-        loss = self.criterion(query, key)
+        loss = call_loss(self.criterion, query, key, batch)
         self.log("train_loss", loss, prog_bar=True, batch_size=x_query.shape[0])
         return {"loss": loss, "embeddings": (query.detach(), key)}
 

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from lightly_temperature.models._base import (
     ContrastiveModule,
+    call_loss,
     make_loss,
     two_views,
 )
@@ -89,6 +90,6 @@ class SimCLR(ContrastiveModule):
         x0, x1 = two_views(batch)
         z0 = self.forward(x0)
         z1 = self.forward(x1)
-        loss = self.criterion(z0, z1)
+        loss = call_loss(self.criterion, z0, z1, batch)
         self.log("train_loss", loss, prog_bar=True, batch_size=x0.shape[0])
         return {"loss": loss, "embeddings": (z0.detach(), z1.detach())}
