@@ -37,6 +37,7 @@ from lightly_temperature.study.config import (
     PRESETS,
     STUDY_PRECISIONS,
     StudyConfig,
+    default_hard_negatives,
     paper_preset,
     parse_hard_negatives,
 )
@@ -113,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_hard_negatives(
         study,
         "K hardest negatives of the hard losses: an int, a fraction alpha of the negatives, or "
-        f"none for all (default: {defaults.hard_negatives})",
+        f"none for all (default: {default_hard_negatives('simclr')} for simclr, "
+        f"{default_hard_negatives('moco')} of the memory bank for moco)",
     )
     study.add_argument(
         "--seeds",
@@ -279,6 +281,8 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if args.hard_negatives is not None:
         config = replace(config, hard_negatives=parse_hard_negatives(args.hard_negatives))
+    elif args.preset != "paper":  # the preset sets its own K
+        config = replace(config, hard_negatives=default_hard_negatives(config.method))
     # Lightning's bar redraws in place on stderr: into a file or a pipe it is megabytes of
     # carriage returns, so it is shown on a terminal only (one line per run either way).
     if args.no_progress_bar or not sys.stderr.isatty():
