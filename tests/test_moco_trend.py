@@ -44,3 +44,15 @@ def test_command_line_gives_moco_its_default_k_unless_told_otherwise():
     assert k() == k("--method", "simclr") == 0.0819
     assert k("--method", "moco", "--hard-negatives", "64") == 64
     assert k("--preset", "paper") == 4095  # the paper's K of its 50,000-entry bank
+
+
+def test_study_bank_holds_at_most_one_key_per_training_image():
+    from lightly_temperature.study.runner import build_module
+
+    data = load_digits_data()
+    images = len(data.train_views)
+    assert images == 1438
+    for asked, entries in ((5000, images), (1024, 1024)):
+        config = StudyConfig(method="moco", losses=("hard_contrastive",), memory_bank_size=asked)
+        module = build_module(config, config.runs()[0], data)
+        assert tuple(module.criterion.memory_bank.size) == (entries, config.output_dim)

@@ -54,6 +54,13 @@ MOCO_HARD_NEGATIVES = 0.25
 METHOD_DEFAULT = "method default"
 
 
+def bank_entries(memory_bank_size: int, num_train_images: int) -> int:
+    """The MoCo memory bank of a study: ``memory_bank_size`` keys, at most one per training
+    image. A larger bank holds several keys of the same image, and those of the anchor's own
+    image are then among its negatives."""
+    return max(1, min(memory_bank_size, num_train_images))
+
+
 def default_hard_negatives(method: str) -> float:
     """The study's K for ``method`` when none is given: the paper's α = 0.0819 of the in-batch
     negatives for SimCLR, :data:`MOCO_HARD_NEGATIVES` of the memory bank for MoCo."""

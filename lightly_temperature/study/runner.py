@@ -33,6 +33,7 @@ from lightly_temperature.registry import available_losses, loss_capabilities
 from lightly_temperature.study.config import (
     RunSpec,
     StudyConfig,
+    bank_entries,
     display_name,
     format_hard_negatives,
     parse_hard_negatives,
@@ -87,7 +88,8 @@ def build_module(config: StudyConfig, run: RunSpec, data: StudyData) -> pl.Light
         **loss_kwargs,
     )
     if config.method == "moco":
-        module: pl.LightningModule = MoCo(memory_bank_size=config.memory_bank_size, **kwargs)
+        entries = bank_entries(config.memory_bank_size, len(data.train_views))  # type: ignore[arg-type]
+        module: pl.LightningModule = MoCo(memory_bank_size=entries, **kwargs)
     else:
         module = SimCLR(**kwargs)
     return module
@@ -155,7 +157,7 @@ def _quiet_lightning() -> None:
 
 def _settings(config: StudyConfig, data: StudyData) -> list[str]:
     k = format_hard_negatives(config.hard_negatives) or "all"
-    return [
+    lines = [
         f"data: {data.name} ({len(data.train_plain)} train / {len(data.test_plain)} test images "
         f"used for evaluation, {data.num_classes} classes)",
         f"method: {config.method}, backbone: {config.backbone}, head: {config.hidden_dim} → "
@@ -163,8 +165,11 @@ def _settings(config: StudyConfig, data: StudyData) -> list[str]:
         f"training: {config.epochs} epochs, batch {config.batch_size}, {config.optimizer} lr "
         f"{config.lr:g}, weight decay {config.weight_decay:g}",
         f"hard losses: hard_negatives = {k} (K, or the fraction α of the negatives)",
-        f"seeds: {', '.join(str(s) for s in config.seeds)}",
     ]
+    if config.method == "moco":
+        entries = bank_entries(config.memory_bank_size, len(data.train_views))  # type: ignore[arg-type]
+        lines.append(f"memory bank: {entries} keys (at most one per training image)")
+    return lines + [f"seeds: {', '.join(str(s) for s in config.seeds)}"]
 
 
 def run_study(config: StudyConfig, data: StudyData | None = None, printer: Printer = print) -> Path:
