@@ -22,8 +22,9 @@ other jobs of a shared machine.
 probe, metrics, histograms, PNG, CSV) on the trained module.
 
 Usage:
-    python benchmarks/bench_callbacks.py               # appends to docs/benchmarks.md
-    python benchmarks/bench_callbacks.py --quick       # smoke test, docs untouched
+    python benchmarks/bench_callbacks.py               # prints the table
+    python benchmarks/bench_callbacks.py --output docs/benchmarks.md   # and appends it there
+    python benchmarks/bench_callbacks.py --quick       # smoke test
     python benchmarks/bench_callbacks.py --repeats 7 --epochs 8 --breakdown
 """
 
@@ -46,7 +47,12 @@ from torch.utils.data import Subset
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import append_to_docs, machine_description, markdown_table  # noqa: E402
+from _common import (  # noqa: E402
+    add_output_argument,
+    append_section,
+    machine_description,
+    markdown_table,
+)
 
 from lightly_temperature import HardContrastiveLoss  # noqa: E402
 from lightly_temperature.callbacks import HardnessMonitor, TemperatureAnalysis  # noqa: E402
@@ -152,14 +158,14 @@ def breakdown(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run, no docs (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: the study's)"
     )
     parser.add_argument("--breakdown", action="store_true", help="time the parts of an evaluation")
-    parser.add_argument("--no-docs", action="store_true", help="do not append to docs")
+    add_output_argument(parser)
     args = parser.parse_args(argv)
     config = StudyConfig(progress_bar=False, threads=args.threads)
     # the study's own thread choice (runner.run_study): 1 for the small CNN
@@ -238,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print()
         print(parts_table)
-    if not (args.quick or args.no_docs):
+    if args.output:
         body = (
             f"The study's default training (`StudyConfig()`: {run.describe()}; digits, "
             f"{len(data.train_views)} training images, batch {config.batch_size}, small CNN, "
@@ -252,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if parts_table:
             body += "\n\n" + parts_table
-        append_to_docs("Callbacks: epoch-time overhead", torch.device("cpu"), body)
+        append_section(args.output, "Callbacks: epoch-time overhead", torch.device("cpu"), body)
     return 0
 
 

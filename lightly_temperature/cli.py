@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="tables of what tau does to one anchor's loss, gradients and penalties",
         description="Scaled similarities, softmax probabilities and cross-entropy loss per "
         "temperature, and each negative's gradient and relative penalty for the plain and the "
-        "hard contrastive loss. Without --similarities: seed 001's two anchors.",
+        "hard contrastive loss. Without --similarities: the two anchors of the article "
+        "'Intuitive Guide for Temperature Coefficients in Contrastive Learning'.",
     )
     explain.add_argument(
         "--similarities",
@@ -229,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="S",
-        help="the positive's cosine similarity, then the negatives' (default: seed 001's "
+        help="the positive's cosine similarity, then the negatives' (default: the article's "
         f"anchors {'; '.join(_words(s) for s in SEED_SIMILARITIES)})",
     )
     _add_temperatures(explain, SEED_TEMPERATURES)

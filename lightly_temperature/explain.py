@@ -1,4 +1,7 @@
-"""Explain what the temperature does to one anchor's contrastive loss (seed 001's tables).
+"""Explain what the temperature does to one anchor's contrastive loss.
+
+The default anchors and temperatures are those of the article *Intuitive Guide for Temperature
+Coefficients in Contrastive Learning* (its tables of softmax probabilities and losses).
 
 For one anchor with a positive similarity ``s_ii`` and negative similarities ``s_ij``, and for
 each temperature tau, this computes the scaled similarities ``s / tau``, the softmax
@@ -31,12 +34,12 @@ from lightly_temperature.functional import (
     resolve_hard_negatives,
 )
 
-#: The two anchors of seed 001: the positive is the most similar, then a negative is.
+#: The article's two anchors: the positive is the most similar, then a negative is.
 SEED_SIMILARITIES: tuple[tuple[float, ...], ...] = (
     (0.5, 0.25, -0.45, -0.1),
     (0.25, 0.5, -0.45, -0.1),
 )
-#: The temperatures of seed 001's tables.
+#: The temperatures of the article's tables.
 SEED_TEMPERATURES: tuple[float, ...] = (1.0, 0.5, 0.05, 0.01)
 
 
@@ -87,7 +90,7 @@ def explain(
     temperatures: Sequence[float] = SEED_TEMPERATURES,
     hard_negatives: HardNegatives = None,
 ) -> Explanation:
-    """Tables of seed 001 for one anchor, plain and hard contrastive loss.
+    """Tables as in the article, for one anchor, plain and hard contrastive loss.
 
     Args:
         similarities: the positive similarity first, then at least one negative similarity,
@@ -158,7 +161,7 @@ def _tau(value: float) -> str:
 
 
 def format_explanation(result: Explanation) -> str:
-    """The explanation as Markdown tables (losses with 4 decimals, as in seed 001)."""
+    """The explanation as Markdown tables (losses with 4 decimals, as in the article)."""
     n = len(result.negatives)
     lines = [
         f"Anchor: positive similarity s_ii = {result.positive:g}, "
