@@ -110,12 +110,10 @@ class SimilarityFigure:
         background = canvas.copy_from_bbox(figure.bbox)
         return canvas, ax, patches, title, changing, background
 
-    def save(
-        self, path: str | os.PathLike, positive: Tensor, negatives: Tensor, title: str
-    ) -> None:
-        """Writes the PNG of ``positive`` (N,) and ``negatives`` (N, k) to ``path``."""
+    def render(self, positive: Tensor, negatives: Tensor, title: str) -> Any:
+        """The figure of ``positive`` (N,) and ``negatives`` (N, k) as RGBA pixels, a NumPy
+        ``uint8`` array of shape (height, width, 4) (a copy: the next call redraws the canvas)."""
         import numpy as np
-        from matplotlib.image import imsave
 
         if self._parts is None:
             self._parts = self._build()
@@ -125,9 +123,22 @@ class SimilarityFigure:
         canvas.restore_region(background)
         for artist in changing:
             ax.draw_artist(artist)
-        os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-        # what FigureCanvasAgg.print_png does with the buffer
-        imsave(path, np.asarray(canvas.buffer_rgba()), format="png", origin="upper", dpi=self.DPI)
+        return np.array(canvas.buffer_rgba())
+
+    def save(
+        self, path: str | os.PathLike, positive: Tensor, negatives: Tensor, title: str
+    ) -> None:
+        """Writes the PNG of ``positive`` (N,) and ``negatives`` (N, k) to ``path``."""
+        write_png(path, self.render(positive, negatives, title), self.DPI)
+
+
+def write_png(path: str | os.PathLike, pixels: Any, dpi: int = SimilarityFigure.DPI) -> None:
+    """Writes RGBA ``pixels`` (height, width, 4) as a PNG, as ``FigureCanvasAgg.print_png``
+    writes its buffer."""
+    from matplotlib.image import imsave
+
+    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+    imsave(path, pixels, format="png", origin="upper", dpi=dpi)
 
 
 def save_similarity_figure(

@@ -142,13 +142,25 @@ def test_pngs_histograms_and_history_csv_exist(trained):
 
     events = EventAccumulator(
         str(trained.root / "tb" / "version_0"),
-        size_guidance={"histograms": 0},  # keep all
+        size_guidance={"histograms": 0, "images": 0},  # keep all
     ).Reload()
     tags = events.Tags()["histograms"]
     assert "temperature_analysis/positive_similarity_hist" in tags
     assert "temperature_analysis/top10_negative_similarity_hist" in tags
     steps = [e.step for e in events.Histograms("temperature_analysis/positive_similarity_hist")]
     assert steps == [3, 6, 9]
+    # The figure reaches TensorBoard as an image, once per evaluation: the PNG's pixels.
+    assert events.Tags()["images"] == ["temperature_analysis/similarities"]
+    images = events.Images("temperature_analysis/similarities")
+    assert [image.step for image in images] == [3, 6, 9]
+    from io import BytesIO
+
+    from PIL import Image
+
+    for image, png in zip(images, pngs):
+        logged = np.asarray(Image.open(BytesIO(image.encoded_image_string)).convert("RGB"))
+        written = np.asarray(Image.open(out_dir / png).convert("RGB"))
+        assert logged.shape == written.shape and np.array_equal(logged, written)
 
 
 def test_resumed_run_continues_the_history(trained):
