@@ -118,21 +118,33 @@ def run(
     samples, labels = make_samples(seed)
     encoder = make_encoder(seed)
     columns = len(temperatures) + 2
+    # constrained layout keeps every title and label clear of the neighbouring panels.
     fig, axes = plt.subplots(
-        len(losses), columns, figsize=(2.2 * columns, 2.4 * len(losses)), squeeze=False
+        len(losses),
+        columns,
+        figsize=(2.2 * columns, 2.4 * len(losses) + 0.6),
+        squeeze=False,
+        layout="constrained",
     )
-    for row, loss in zip(axes, losses):
-        _scatter(row[0], samples, labels, "input points")
+    for index, (row, loss) in enumerate(zip(axes, losses)):
+        # Column titles on the first row only; each row names its loss on the left.
+        first = index == 0
+        _scatter(row[0], samples, labels, "input points" if first else "")
         with torch.no_grad():
-            _scatter(row[1], encoder(samples), labels, "untrained encoder")
+            _scatter(row[1], encoder(samples), labels, "untrained encoder" if first else "")
         for ax, tau in zip(row[2:], temperatures):
             trained = train(encoder, samples, labels, tau, LOSSES[loss], steps, lr, seed=seed)
             with torch.no_grad():
                 features = trained(samples)
-            name = "hard (K=1)" if LOSSES[loss] else "contrastive"
-            _scatter(ax, features, labels, f"{name}, τ = {tau:g}")
-    fig.suptitle(f"Seed 001's quadrants after {steps} steps (one anchor, 3 negatives per step)")
-    fig.tight_layout()
+            _scatter(ax, features, labels, f"τ = {tau:g}" if first else "")
+        name = "hard contrastive\n(K = 1)" if LOSSES[loss] else "contrastive"
+        row[0].set_ylabel(name, fontsize=10)
+    fig.suptitle(
+        "Quadrant demo of the article 'Intuitive Guide for Temperature Coefficients in "
+        f"Contrastive Learning': features after {steps} steps (one anchor, one positive and "
+        "3 negatives per step)",
+        fontsize=11,
+    )
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=90)

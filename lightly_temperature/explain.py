@@ -219,49 +219,65 @@ def plot_explanation(results: Sequence[Explanation], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.patches import Patch
+
+    from lightly_temperature.figures import NEGATIVE_COLOR, POSITIVE_COLOR
 
     path = Path(path)
     fig, axes = plt.subplots(len(results), 3, figsize=(15, 4 * len(results)), squeeze=False)
     for axis_row, result in zip(axes, results):
         taus = [row.temperature for row in result.rows]
         labels = ["positive"] + [f"neg {s:g}" for s in result.negatives]
+        # Positives and negatives in the colours of every figure of the package; tau as the
+        # shade, from light (the first tau) to full (the last).
+        shades = [0.3 + 0.7 * i / max(1, len(taus) - 1) for i in range(len(taus))]
+        colors = [POSITIVE_COLOR] + [NEGATIVE_COLOR] * len(result.negatives)
+        tau_handles = [
+            Patch(color="0.3", alpha=shade, label=f"tau={_tau(tau)}")
+            for tau, shade in zip(taus, shades)
+        ]
         width = 0.8 / len(taus)
         x = np.arange(len(labels))
         for i, row in enumerate(result.rows):
-            axis_row[0].bar(
-                x + i * width, row.probabilities, width, label=f"tau={_tau(row.temperature)}"
-            )
+            axis_row[0].bar(x + i * width, row.probabilities, width, color=colors, alpha=shades[i])
         axis_row[0].set_xticks(x + width * (len(taus) - 1) / 2, labels)
         axis_row[0].set_ylabel("softmax probability")
         axis_row[0].set_title(
             f"s = [{result.positive:g}, " + ", ".join(f"{s:g}" for s in result.negatives) + "]"
         )
-        axis_row[0].legend(fontsize=8)
+        axis_row[0].legend(
+            handles=[
+                Patch(color=POSITIVE_COLOR, label="positive"),
+                Patch(color=NEGATIVE_COLOR, label="negatives"),
+                *tau_handles,
+            ],
+            fontsize=8,
+        )
 
         xn = np.arange(len(result.negatives))
         for i, row in enumerate(result.rows):
-            bars = axis_row[1].bar(
-                xn + i * width, row.penalties, width, label=f"tau={_tau(row.temperature)}"
+            axis_row[1].bar(
+                xn + i * width, row.penalties, width, color=NEGATIVE_COLOR, alpha=shades[i]
             )
             axis_row[1].scatter(
-                xn + i * width,
-                row.hard_penalties,
-                marker="x",
-                color=bars.patches[0].get_facecolor(),
+                xn + i * width, row.hard_penalties, marker="x", color="black", alpha=shades[i]
             )
         axis_row[1].set_xticks(xn + width * (len(taus) - 1) / 2, labels[1:])
         axis_row[1].set_ylabel("relative penalty r (bars: plain, x: hard)")
         axis_row[1].set_title(f"relative penalties (hard: K = {result.hard_negatives})")
-        axis_row[1].legend(fontsize=8)
+        axis_row[1].legend(handles=tau_handles, fontsize=8)
 
         sweep = np.geomspace(min(taus + [0.01]), max(taus + [2.0]), 200)
         pos = torch.tensor([result.positive], dtype=torch.float64)
         neg = torch.tensor([result.negatives], dtype=torch.float64)
         plain = [contrastive_loss(pos, neg, float(t)).item() for t in sweep]
         hard = [contrastive_loss(pos, neg, float(t), result.hard_negatives).item() for t in sweep]
-        axis_row[2].plot(sweep, plain, label="contrastive")
-        axis_row[2].plot(sweep, hard, "--", label=f"hard contrastive (K={result.hard_negatives})")
-        axis_row[2].scatter(taus, [row.loss for row in result.rows], zorder=3)
+        # Losses, not positives or negatives: neutral colours.
+        axis_row[2].plot(sweep, plain, color="black", label="contrastive")
+        axis_row[2].plot(
+            sweep, hard, "--", color="0.5", label=f"hard contrastive (K={result.hard_negatives})"
+        )
+        axis_row[2].scatter(taus, [row.loss for row in result.rows], color="black", zorder=3)
         axis_row[2].set_xscale("log")
         axis_row[2].set_yscale("symlog", linthresh=0.01)
         axis_row[2].set_ylim(bottom=0.0)

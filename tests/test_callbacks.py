@@ -531,14 +531,17 @@ def _reference_similarity_png(path, positive, negatives, title, k):
     FigureCanvasAgg(figure)
     ax = figure.add_subplot(1, 1, 1)
     bins = [i / 50 - 1 for i in range(101)]
+    top = 0.0
     for values, label in ((positive, "positive"), (negatives.reshape(-1), f"top-{k} negatives")):
-        ax.hist(
+        density, _, _ = ax.hist(
             values.numpy(), bins=bins, density=True, alpha=0.6, histtype="stepfilled", label=label
         )
+        top = max(top, float(density.max()))
     ax.set_xlabel("cosine similarity")
     ax.set_ylabel("density")
     ax.set_xlim(-1, 1)
-    ax.set_title(title, fontsize=9)
+    ax.set_ylim(0, top / 0.75)  # the peaks below the legend's quarter
+    ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
     figure.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.9)
     figure.savefig(path, dpi=100)
