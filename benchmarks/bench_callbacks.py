@@ -5,9 +5,9 @@ digits (:func:`~lightly_temperature.study.data.load_digits_data`: 1,437 training
 batched ``DigitsAugment`` views), the module of
 :func:`~lightly_temperature.study.runner.build_module` and the trainer of the study's runner,
 with :class:`~lightly_temperature.study.config.StudyConfig`'s defaults (SimCLR, small CNN,
-128 -> 128 head, batch 256, AdamW 2e-3, CSVLogger, one torch thread as the study sets for the
-small CNN) and the hard contrastive loss at its default temperature and the study's
-``hard_negatives``. Configurations: no callback, each callback at its default constructor
+128 -> 128 head, batch 256, AdamW 2e-3, CSV and TensorBoard loggers, one torch thread as the
+study sets for the small CNN) and the hard contrastive loss at its default temperature and the
+study's ``hard_negatives``. Configurations: no callback, each callback at its default constructor
 settings, both. ``TemperatureAnalysis`` gets the study's test split as Lightly-shaped two-view
 batches (``StudyData.probe_loader``), as a user would pass it.
 
@@ -249,12 +249,12 @@ def main(argv: list[str] | None = None) -> int:
             f"The study's default training (`StudyConfig()`: {run.describe()}; digits, "
             f"{len(data.train_views)} training images, batch {config.batch_size}, small CNN, "
             f"{config.hidden_dim} -> {config.output_dim} head, {config.optimizer} lr "
-            f"{config.lr:g}, CSVLogger, log_every_n_steps 5), built by the study's "
-            f"`load_digits_data`, `build_module` and trainer; {epochs} epochs per run (first one "
-            f"not counted), {repeats} interleaved repeats; callbacks at their default settings; "
-            f"the probe of TemperatureAnalysis is the study's {len(data.test_views)} test "
-            "digits as two-view batches (`StudyData.probe_loader`). The machine was shared with "
-            "other jobs.\n\n" + table + "\n\n" + "\n".join(f"- {v}" for v in verdicts)
+            f"{config.lr:g}, CSV and TensorBoard loggers, log_every_n_steps 5), built by the "
+            f"study's `load_digits_data`, `build_module` and trainer; {epochs} epochs per run "
+            f"(first one not counted), {repeats} interleaved repeats; callbacks at their default "
+            f"settings; the probe of TemperatureAnalysis is the study's {len(data.test_views)} "
+            "test digits as two-view batches (`StudyData.probe_loader`). The machine was shared "
+            "with other jobs.\n\n" + table + "\n\n" + "\n".join(f"- {v}" for v in verdicts)
         )
         if parts_table:
             body += "\n\n" + parts_table
