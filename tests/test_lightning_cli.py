@@ -1,13 +1,15 @@
 """LightningCLI: the ready modules' loss settings are typed arguments, and the example config
 trains on the digits."""
 
+import math
+
 import pytest
 import torch
 from lightly.loss import NTXentLoss
 
 from lightly_temperature.losses import HardContrastiveLoss, HardSimpleLoss, HCLLoss
 from lightly_temperature.models import MoCo, SimCLR, SmallCNN
-from tests.conftest import ROOT, load_script
+from tests.conftest import ROOT, load_script, read_csv
 
 CONFIG = str(ROOT / "examples" / "lightning_cli_simclr.yaml")
 
@@ -30,6 +32,33 @@ def test_the_example_config_trains_simclr_with_its_loss_settings(example, tmp_pa
     assert criterion.temperature == 0.3 and criterion.hard_negatives == 0.0819
     assert cli.trainer.global_step == 2
     assert torch.isfinite(cli.trainer.callback_metrics["train_loss"])
+
+
+def test_the_example_config_logs_the_callbacks_to_tensorboard(example, tmp_path, monkeypatch):
+    """Without fast_dev_run: the config's logger and callbacks, 5 epochs of two steps, so
+    that TemperatureAnalysis (every 5 epochs) evaluates once."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.chdir(tmp_path)  # the config's folders are relative
+    argv = [
+        "fit",
+        "--config",
+        CONFIG,
+        "--trainer.max_epochs",
+        "5",
+        "--trainer.log_every_n_steps",
+        "5",
+    ]
+    argv += ["--trainer.limit_train_batches", "2", "--trainer.enable_progress_bar", "false"]
+    cli = example.main(argv)
+    assert cli.trainer.global_step == 10
+    (run,) = (tmp_path / "lightning_cli_output" / "logs").iterdir()
+    (row,) = read_csv(run / "temperature_analysis" / "history.csv")
+    assert row["epoch"] == "4" and row["num_samples"] == "512"
+    assert math.isfinite(float(row["tolerance"]))  # the digits' labels reach the probe
+    events = EventAccumulator(str(run), size_guidance={"images": 0}).Reload()
+    assert events.Tags()["images"] == ["temperature_analysis/similarities"]
+    assert "hardness/temperature" in events.Tags()["scalars"]
 
 
 def test_loss_arguments_on_the_command_line_for_moco(example, tmp_path):
