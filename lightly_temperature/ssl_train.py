@@ -150,6 +150,7 @@ def prepare(overrides: Sequence[str]) -> Prepared:
         raise ValueError("input_dir is required: input_dir=path/to/images")
     if not os.path.isdir(input_dir):
         raise ValueError(f"input_dir={input_dir}: not a folder")
+    _check_one_device(config)
     given = criterion_keys_given(lightly_overrides)
     try:
         criterion = build_criterion(OmegaConf.to_container(config.criterion), given)
@@ -157,6 +158,20 @@ def prepare(overrides: Sequence[str]) -> Prepared:
         raise ValueError(f"criterion: {error}") from None
     _check_patch_points()
     return Prepared(lightly_overrides, analysis, config, criterion)
+
+
+def _check_one_device(config: Any) -> None:
+    """Lightly trains with DDP when ``trainer.gpus > 1`` and CUDA is there; Lightning then
+    starts the other processes by running the command line again, under Hydra, which would
+    run Lightly's own command without this one's loss."""
+    import torch
+
+    gpus = config.trainer.get("gpus", 0) or 0
+    if isinstance(gpus, int) and gpus > 1 and torch.cuda.is_available():
+        raise ValueError(
+            f"trainer.gpus={gpus}: ssl-train trains on one device (Lightly's multi-GPU launch "
+            "runs the command line again, without this command's loss); use trainer.gpus=1"
+        )
 
 
 def _check_patch_points() -> None:

@@ -146,6 +146,13 @@ def test_bad_input_is_one_line_and_exit_2_before_training(
     assert message in err
 
 
+def test_several_gpus_are_refused_before_training(image_folder, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    argv = ["ssl-train", f"input_dir={image_folder}", *SMALL, "trainer.gpus=2"]
+    assert cli.main(argv) == 2
+    assert "trainer.gpus=2: ssl-train trains on one device" in capsys.readouterr().err
+
+
 def test_a_missing_input_dir_is_named(tmp_path, capsys):
     assert cli.main(["ssl-train", *SMALL]) == 2
     assert "input_dir is required" in capsys.readouterr().err
