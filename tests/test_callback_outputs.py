@@ -105,6 +105,18 @@ def test_loggers_that_split_a_run_are_named_in_a_warning(tmp_path):
     assert "version_0" in messages[0] and "version_1" in messages[0]
 
 
+def test_loggers_without_lightnings_image_api_are_skipped(tmp_path):
+    class OtherImageLogger(ImageLogger):
+        def log_image(self, image, name) -> None:  # another signature: not Lightning's
+            raise AssertionError("called")
+
+    other = OtherImageLogger(str(tmp_path), "run-c")
+    fit(tmp_path / "root", [other], epochs=1)
+    assert (
+        len(read_csv(tmp_path / "project" / "run-c" / "temperature_analysis" / "history.csv")) == 1
+    )
+
+
 def test_the_run_folder_of_a_logger(tmp_path):
     assert logger_run_folder(TensorBoardLogger(str(tmp_path), name="a", version=3), "x") == str(
         tmp_path / "a" / "version_3"

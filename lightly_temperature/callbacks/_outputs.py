@@ -4,6 +4,7 @@ a CSV history (the figure itself is drawn by :mod:`lightly_temperature.figures`)
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -64,8 +65,20 @@ def log_image(trainer: Any, tag: str, pixels: Any, step: int) -> None:
         experiment = logger.experiment
         if hasattr(experiment, "add_image"):
             experiment.add_image(tag, rgb, global_step=step, dataformats="HWC")
-        elif callable(getattr(logger, "log_image", None)):
+        elif _takes_images(getattr(logger, "log_image", None)):
             logger.log_image(key=tag, images=[rgb], step=step)
+
+
+def _takes_images(method: Any) -> bool:
+    """Whether ``method`` can be called as Lightning's ``log_image(key=, images=, step=)``
+    (a logger's method of that name with another signature is left alone)."""
+    if not callable(method):
+        return False
+    try:
+        inspect.signature(method).bind(key="", images=[], step=0)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def logger_run_folder(logger: Any, default_root_dir: str) -> str:
