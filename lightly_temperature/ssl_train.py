@@ -11,7 +11,9 @@ overrides and outputs, and two patch points held only while it runs:
   :class:`~lightly_temperature.HardnessMonitor` as extra callbacks.
 
 Everything the user can get wrong in these keys is checked before Lightly's app starts: the
-configuration is composed with Hydra from the same overrides and the loss built once.
+configuration is composed with Hydra from the same overrides and its loss built (Lightly's app
+then builds it again, through :func:`build_criterion`, from the configuration it composes).
+Training runs on one device: ``trainer.gpus`` > 1 is refused (see :func:`prepare`).
 
 Example:
     $ lightly-ssl-train input_dir=images/ pre_trained=False trainer.max_epochs=10
