@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmark scripts: interleaved timing, peak memory, the docs table.
+"""Shared helpers of the benchmark scripts: interleaved timing, peak memory, the results file.
 
 Timing: every repeat runs each candidate once, in a rotating order, so that the load of a
 shared machine falls on all candidates alike; the figure kept is the median over repeats and a
@@ -13,6 +13,7 @@ the inputs, are not counted).
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -27,7 +28,6 @@ from typing import Callable
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DOCS = REPO_ROOT / "docs" / "benchmarks.md"
 
 
 def synchronize(device: torch.device) -> None:
@@ -135,8 +135,21 @@ def command_line() -> str:
     return "python " + " ".join([os.path.relpath(sys.argv[0], REPO_ROOT)] + sys.argv[1:])
 
 
-def append_to_docs(title: str, device: torch.device, body: str, path: Path = DOCS) -> None:
-    """Appends one dated section (machine, command, ``body``) to ``docs/benchmarks.md``."""
+def add_output_argument(parser: argparse.ArgumentParser) -> None:
+    """``--output FILE``: where the script appends its results; without it, it only prints."""
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="append the results as a dated Markdown section (machine, command, table) to FILE, "
+        "e.g. docs/benchmarks.md (default: print only)",
+    )
+
+
+def append_section(path: Path, title: str, device: torch.device, body: str) -> None:
+    """Appends one dated section (machine, command, ``body``) to the Markdown file ``path``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         path.write_text(

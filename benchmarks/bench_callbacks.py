@@ -5,9 +5,9 @@ digits (:func:`~lightly_temperature.study.data.load_digits_data`: 1,437 training
 batched ``DigitsAugment`` views), the module of
 :func:`~lightly_temperature.study.runner.build_module` and the trainer of the study's runner,
 with :class:`~lightly_temperature.study.config.StudyConfig`'s defaults (SimCLR, small CNN,
-128 -> 128 head, batch 256, AdamW 2e-3, CSVLogger, one torch thread as the study sets for the
-small CNN) and the hard contrastive loss at its default temperature and the study's
-``hard_negatives``. Configurations: no callback, each callback at its default constructor
+128 -> 128 head, batch 256, AdamW 2e-3, CSV and TensorBoard loggers, one torch thread as the
+study sets for the small CNN) and the hard contrastive loss at its default temperature and the
+study's ``hard_negatives``. Configurations: no callback, each callback at its default constructor
 settings, both. ``TemperatureAnalysis`` gets the study's test split as Lightly-shaped two-view
 batches (``StudyData.probe_loader``), as a user would pass it.
 
@@ -22,8 +22,9 @@ other jobs of a shared machine.
 probe, metrics, histograms, PNG, CSV) on the trained module.
 
 Usage:
-    python benchmarks/bench_callbacks.py               # appends to docs/benchmarks.md
-    python benchmarks/bench_callbacks.py --quick       # smoke test, docs untouched
+    python benchmarks/bench_callbacks.py               # prints the table
+    python benchmarks/bench_callbacks.py --output docs/benchmarks.md   # and appends it there
+    python benchmarks/bench_callbacks.py --quick       # smoke test
     python benchmarks/bench_callbacks.py --repeats 7 --epochs 8 --breakdown
 """
 
@@ -46,7 +47,12 @@ from torch.utils.data import Subset
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import append_to_docs, machine_description, markdown_table  # noqa: E402
+from _common import (  # noqa: E402
+    add_output_argument,
+    append_section,
+    machine_description,
+    markdown_table,
+)
 
 from lightly_temperature import HardContrastiveLoss  # noqa: E402
 from lightly_temperature.callbacks import HardnessMonitor, TemperatureAnalysis  # noqa: E402
@@ -152,14 +158,14 @@ def breakdown(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run, no docs (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: the study's)"
     )
     parser.add_argument("--breakdown", action="store_true", help="time the parts of an evaluation")
-    parser.add_argument("--no-docs", action="store_true", help="do not append to docs")
+    add_output_argument(parser)
     args = parser.parse_args(argv)
     config = StudyConfig(progress_bar=False, threads=args.threads)
     # the study's own thread choice (runner.run_study): 1 for the small CNN
@@ -238,21 +244,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         print()
         print(parts_table)
-    if not (args.quick or args.no_docs):
+    if args.output:
         body = (
             f"The study's default training (`StudyConfig()`: {run.describe()}; digits, "
             f"{len(data.train_views)} training images, batch {config.batch_size}, small CNN, "
             f"{config.hidden_dim} -> {config.output_dim} head, {config.optimizer} lr "
-            f"{config.lr:g}, CSVLogger, log_every_n_steps 5), built by the study's "
-            f"`load_digits_data`, `build_module` and trainer; {epochs} epochs per run (first one "
-            f"not counted), {repeats} interleaved repeats; callbacks at their default settings; "
-            f"the probe of TemperatureAnalysis is the study's {len(data.test_views)} test "
-            "digits as two-view batches (`StudyData.probe_loader`). The machine was shared with "
-            "other jobs.\n\n" + table + "\n\n" + "\n".join(f"- {v}" for v in verdicts)
+            f"{config.lr:g}, CSV and TensorBoard loggers, log_every_n_steps 5), built by the "
+            f"study's `load_digits_data`, `build_module` and trainer; {epochs} epochs per run "
+            f"(first one not counted), {repeats} interleaved repeats; callbacks at their default "
+            f"settings; the probe of TemperatureAnalysis is the study's {len(data.test_views)} "
+            "test digits as two-view batches (`StudyData.probe_loader`). The machine was shared "
+            "with other jobs.\n\n" + table + "\n\n" + "\n".join(f"- {v}" for v in verdicts)
         )
         if parts_table:
             body += "\n\n" + parts_table
-        append_to_docs("Callbacks: epoch-time overhead", torch.device("cpu"), body)
+        append_section(args.output, "Callbacks: epoch-time overhead", torch.device("cpu"), body)
     return 0
 
 

@@ -7,8 +7,9 @@ allocation events on the CPU). Beside them: the floor, i.e. the similarity matri
 (forward and backward), the one operation every implementation has to do.
 
 Usage:
-    python benchmarks/bench_losses.py              # full run, appends to docs/benchmarks.md
-    python benchmarks/bench_losses.py --quick      # smoke test: tiny sizes, docs untouched
+    python benchmarks/bench_losses.py              # full run, prints the table
+    python benchmarks/bench_losses.py --output docs/benchmarks.md   # and appends it there
+    python benchmarks/bench_losses.py --quick      # smoke test: tiny sizes
     python benchmarks/bench_losses.py --threads 1 --repeats 15
 """
 
@@ -26,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    append_to_docs,
+    add_output_argument,
+    append_section,
     machine_description,
     markdown_table,
     median,
@@ -129,11 +131,11 @@ def describe_k(mode: str, batch: int, k: object) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, no docs (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per loss")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--no-docs", action="store_true", help="do not append to docs")
+    add_output_argument(parser)
     parser.add_argument(
         "--only", choices=["simclr", "moco"], default=None, help="run one mode only"
     )
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for line in verdicts:
         print(line)
-    if not (args.quick or args.no_docs):
+    if args.output:
         body = (
             f"Forward+backward of each loss on random (N, {dim}) embeddings, {repeats} "
             "interleaved repeats; the machine was shared with other jobs, so absolute times are "
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             + "\n\n"
             + "\n".join(f"- {v}" for v in verdicts)
         )
-        append_to_docs("Losses: time and peak memory against NTXentLoss", device, body)
+        append_section(args.output, "Losses: time and peak memory against NTXentLoss", device, body)
     return 0
 
 

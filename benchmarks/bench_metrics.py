@@ -10,8 +10,9 @@ Exactness is checked against naive references (``torch.pdist``, full similarity 
 where those fit in memory.
 
 Usage:
-    python benchmarks/bench_metrics.py                  # N = 10,000 and 50,000; appends to docs
-    python benchmarks/bench_metrics.py --quick          # smoke test: N = 500, docs untouched
+    python benchmarks/bench_metrics.py                  # N = 10,000 and 50,000, printed
+    python benchmarks/bench_metrics.py --output results.md   # also appended to results.md
+    python benchmarks/bench_metrics.py --quick          # smoke test: N = 500
     python benchmarks/bench_metrics.py --sizes 10000 --repeats 5 --threads 1
 """
 
@@ -29,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    append_to_docs,
+    add_output_argument,
+    append_section,
     machine_description,
     markdown_table,
     median,
@@ -102,12 +104,12 @@ def check_exact(metrics, z0, z1, labels) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, no docs (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--sizes", type=int, nargs="+", default=None)
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (small N)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--no-docs", action="store_true", help="do not append to docs")
+    add_output_argument(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for line in verdicts + checks:
         print(line)
-    if not (args.quick or args.no_docs):
+    if args.output:
         body = (
             f"Random embeddings of dim {DIM} (10 classes for the labels); the floor is one "
             "N x N x d product plus one exp over its result, in 1024-row blocks. Timings are "
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             + "\n".join(f"- {v}" for v in verdicts)
             + ("\n- Exactness against naive references: " + "; ".join(checks) if checks else "")
         )
-        append_to_docs("Metrics: time and memory against the floor", device, body)
+        append_section(args.output, "Metrics: time and memory against the floor", device, body)
     return 0
 
 

@@ -1,15 +1,16 @@
-"""Seed 001's 2-D quadrant demo, trained with the package's losses at five temperatures.
+"""The 2-D quadrant demo of the article *Intuitive Guide for Temperature Coefficients in
+Contrastive Learning*, trained with the package's losses at five temperatures.
 
 100 points in the four quadrants of the plane (25 each, the quadrant is the class) go through a
 tiny encoder ``Linear(2, 10) -> Linear(10, 2) -> Tanh``. Each step picks an anchor, a positive of
 the same quadrant and 3 negatives from the other quadrants, and minimises the contrastive loss of
 their cosine similarities with :func:`lightly_temperature.functional.contrastive_loss` (plain
-InfoNCE, as the seed's cross-entropy) or its hard version (only the hardest negative). The
+InfoNCE, as the article's cross-entropy) or its hard version (only the hardest negative). The
 learned 2-D features are drawn for tau in {0.99, 0.5, 0.05, 0.01, 0.001}, one row per loss,
 into one PNG.
 
 Run:
-    python examples/toy_quadrants.py                      # seed's 10,000 steps, 1-2 minutes
+    python examples/toy_quadrants.py                      # the article's 10,000 steps, 1-2 minutes
     python examples/toy_quadrants.py --quick              # 100 steps, a few seconds
     python examples/toy_quadrants.py --output quadrants.png --losses contrastive
 """
@@ -33,7 +34,7 @@ COLORS = ("blue", "gold", "black", "red")
 
 
 def make_samples(seed: int = 0) -> tuple[Tensor, Tensor]:
-    """The seed's 100 points: 25 per quadrant, labels 0..3 (quadrants I, II, III, IV)."""
+    """The article's 100 points: 25 per quadrant, labels 0..3 (quadrants I, II, III, IV)."""
     generator = torch.Generator().manual_seed(seed)
     samples = torch.rand(100, 2, generator=generator)
     samples[25:50, 0] -= 1
@@ -44,7 +45,7 @@ def make_samples(seed: int = 0) -> tuple[Tensor, Tensor]:
 
 
 def make_encoder(seed: int = 0) -> nn.Module:
-    """The seed's encoder; its output features lie in (-1, 1)^2."""
+    """The article's encoder; its output features lie in (-1, 1)^2."""
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(2, 10, bias=False), nn.Linear(10, 2, bias=False), nn.Tanh())
 
@@ -60,7 +61,7 @@ def train(
     num_negatives: int = 3,
     seed: int = 0,
 ) -> nn.Module:
-    """A copy of ``encoder`` trained as in the seed (SGD, one anchor per step)."""
+    """A copy of ``encoder`` trained as in the article (SGD, one anchor per step)."""
     encoder = copy.deepcopy(encoder)
     optimizer = torch.optim.SGD(encoder.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
@@ -117,21 +118,33 @@ def run(
     samples, labels = make_samples(seed)
     encoder = make_encoder(seed)
     columns = len(temperatures) + 2
+    # constrained layout keeps every title and label clear of the neighbouring panels.
     fig, axes = plt.subplots(
-        len(losses), columns, figsize=(2.2 * columns, 2.4 * len(losses)), squeeze=False
+        len(losses),
+        columns,
+        figsize=(2.2 * columns, 2.4 * len(losses) + 0.6),
+        squeeze=False,
+        layout="constrained",
     )
-    for row, loss in zip(axes, losses):
-        _scatter(row[0], samples, labels, "input points")
+    for index, (row, loss) in enumerate(zip(axes, losses)):
+        # Column titles on the first row only; each row names its loss on the left.
+        first = index == 0
+        _scatter(row[0], samples, labels, "input points" if first else "")
         with torch.no_grad():
-            _scatter(row[1], encoder(samples), labels, "untrained encoder")
+            _scatter(row[1], encoder(samples), labels, "untrained encoder" if first else "")
         for ax, tau in zip(row[2:], temperatures):
             trained = train(encoder, samples, labels, tau, LOSSES[loss], steps, lr, seed=seed)
             with torch.no_grad():
                 features = trained(samples)
-            name = "hard (K=1)" if LOSSES[loss] else "contrastive"
-            _scatter(ax, features, labels, f"{name}, τ = {tau:g}")
-    fig.suptitle(f"Seed 001's quadrants after {steps} steps (one anchor, 3 negatives per step)")
-    fig.tight_layout()
+            _scatter(ax, features, labels, f"τ = {tau:g}" if first else "")
+        name = "hard contrastive\n(K = 1)" if LOSSES[loss] else "contrastive"
+        row[0].set_ylabel(name, fontsize=10)
+    fig.suptitle(
+        "Quadrant demo of the article 'Intuitive Guide for Temperature Coefficients in "
+        f"Contrastive Learning': features after {steps} steps (one anchor, one positive and "
+        "3 negatives per step)",
+        fontsize=11,
+    )
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=90)

@@ -1,7 +1,8 @@
-"""The ``lightly-temperature`` command: ``study`` and ``explain``.
+"""The ``lightly-temperature`` command: ``study``, ``explain`` and ``ssl-train``.
 
 Examples:
     $ lightly-temperature study                      # embedded digits, ~5 minutes on a CPU
+    $ lightly-temperature ssl-train input_dir=images/ pre_trained=False criterion.loss=hcl
     $ lightly-temperature study --dataset cifar10 --data-dir ~/data --preset paper --accelerator gpu
     $ lightly-temperature explain --similarities 0.5 0.25 -0.45 -0.1 --temperatures 1 0.5 0.05 0.01
 
@@ -88,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Temperature and hardness of contrastive losses (Wang & Liu, CVPR 2021).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{study,explain}", parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command", metavar="{study,explain,ssl-train}", parser_class=_Parser
+    )
     sub.required = True
 
     study = sub.add_parser(
@@ -220,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="tables of what tau does to one anchor's loss, gradients and penalties",
         description="Scaled similarities, softmax probabilities and cross-entropy loss per "
         "temperature, and each negative's gradient and relative penalty for the plain and the "
-        "hard contrastive loss. Without --similarities: seed 001's two anchors.",
+        "hard contrastive loss. Without --similarities: the two anchors of the article "
+        "'Intuitive Guide for Temperature Coefficients in Contrastive Learning'.",
     )
     explain.add_argument(
         "--similarities",
@@ -228,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="S",
-        help="the positive's cosine similarity, then the negatives' (default: seed 001's "
+        help="the positive's cosine similarity, then the negatives' (default: the article's "
         f"anchors {'; '.join(_words(s) for s in SEED_SIMILARITIES)})",
     )
     _add_temperatures(explain, SEED_TEMPERATURES)
@@ -243,7 +247,37 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="also draw the tables, e.g. explain.png (default: no plot)",
     )
+    ssl_train = sub.add_parser(
+        "ssl-train",
+        help="Lightly's lightly-ssl-train with a loss of this package (criterion.loss=...)",
+        description="Runs Lightly's training command (lightly-ssl-train) with its Hydra "
+        "configuration and overrides, and the loss named by criterion.loss (default ntxent, "
+        "Lightly's NTXentLoss); the other criterion.* keys are that loss's arguments, e.g. "
+        "criterion.temperature=0.3 criterion.hard_negatives=0.0819. temperature_analysis=true "
+        "attaches the TemperatureAnalysis and HardnessMonitor callbacks (probe: the images of "
+        "input_dir). Outputs are Lightly's. Lightly's default pre_trained=True downloads "
+        "weights: pass pre_trained=False to train from scratch offline. "
+        "See lightly-ssl-train --help for Lightly's keys.",
+    )
+    ssl_train.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="Lightly's overrides (input_dir=..., trainer.max_epochs=..., loader.batch_size=...), "
+        "criterion.loss=NAME and its criterion.* arguments, temperature_analysis=true|false",
+    )
     return parser
+
+
+def _run_ssl_train(args: argparse.Namespace) -> int:
+    from lightly_temperature.ssl_train import prepare, run
+
+    try:
+        prepared = prepare(args.overrides)  # every check, before Lightly's command starts
+    except ValueError as error:
+        raise CLIError(str(error)) from None
+    run(prepared, prog=f"{PROG} ssl-train")
+    return 0
 
 
 def _add_hard_negatives(parser: argparse.ArgumentParser, help: str) -> None:
@@ -374,6 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "study":
             return _run_study(args)
+        if args.command == "ssl-train":
+            return _run_ssl_train(args)
         return _run_explain(args)
     except CLIError as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -27,10 +27,11 @@ import math
 from collections.abc import Sequence
 from typing import Any, Callable
 
+import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from lightly_temperature._validation import check_int
 
@@ -326,3 +327,37 @@ def digits_dataset(
             )
         images, labels = images[index], labels[index]
     return DigitsViews(images, labels, views=views, augment=augment)
+
+
+class DigitsDataModule(pl.LightningDataModule):
+    """The digits as a LightningDataModule, for ``LightningCLI`` (``--data``).
+
+    Training batches are two augmented views of every image, shuffled, the last incomplete
+    batch dropped; the validation loader (two seeded-per-sample views with labels of the first
+    ``probe_size`` images) is the probe ``TemperatureAnalysis`` takes by default. The modules
+    have no ``validation_step``, so Lightning runs no validation loop on it.
+
+    Example:
+        >>> from pytorch_lightning.cli import LightningCLI
+        >>> LightningCLI(SimCLR, DigitsDataModule)  # python train.py fit --data.batch_size 128
+    """
+
+    def __init__(self, batch_size: int = 256, num_workers: int = 0, probe_size: int = 512) -> None:
+        super().__init__()
+        self.batch_size = check_int(batch_size, "batch_size", minimum=2)
+        self.num_workers = check_int(num_workers, "num_workers", minimum=0)
+        self.probe_size = check_int(probe_size, "probe_size", minimum=2)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            digits_dataset(),
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        count = min(self.probe_size, len(load_digits_tensors()[1]))
+        probe = digits_dataset(indices=range(count))
+        return DataLoader(probe, batch_size=self.batch_size, num_workers=self.num_workers)

@@ -1,4 +1,7 @@
-"""Explain what the temperature does to one anchor's contrastive loss (seed 001's tables).
+"""Explain what the temperature does to one anchor's contrastive loss.
+
+The default anchors and temperatures are those of the article *Intuitive Guide for Temperature
+Coefficients in Contrastive Learning* (its tables of softmax probabilities and losses).
 
 For one anchor with a positive similarity ``s_ii`` and negative similarities ``s_ij``, and for
 each temperature tau, this computes the scaled similarities ``s / tau``, the softmax
@@ -31,12 +34,12 @@ from lightly_temperature.functional import (
     resolve_hard_negatives,
 )
 
-#: The two anchors of seed 001: the positive is the most similar, then a negative is.
+#: The article's two anchors: the positive is the most similar, then a negative is.
 SEED_SIMILARITIES: tuple[tuple[float, ...], ...] = (
     (0.5, 0.25, -0.45, -0.1),
     (0.25, 0.5, -0.45, -0.1),
 )
-#: The temperatures of seed 001's tables.
+#: The temperatures of the article's tables.
 SEED_TEMPERATURES: tuple[float, ...] = (1.0, 0.5, 0.05, 0.01)
 
 
@@ -87,7 +90,7 @@ def explain(
     temperatures: Sequence[float] = SEED_TEMPERATURES,
     hard_negatives: HardNegatives = None,
 ) -> Explanation:
-    """Tables of seed 001 for one anchor, plain and hard contrastive loss.
+    """Tables as in the article, for one anchor, plain and hard contrastive loss.
 
     Args:
         similarities: the positive similarity first, then at least one negative similarity,
@@ -158,7 +161,7 @@ def _tau(value: float) -> str:
 
 
 def format_explanation(result: Explanation) -> str:
-    """The explanation as Markdown tables (losses with 4 decimals, as in seed 001)."""
+    """The explanation as Markdown tables (losses with 4 decimals, as in the article)."""
     n = len(result.negatives)
     lines = [
         f"Anchor: positive similarity s_ii = {result.positive:g}, "
@@ -216,49 +219,65 @@ def plot_explanation(results: Sequence[Explanation], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.patches import Patch
+
+    from lightly_temperature.figures import NEGATIVE_COLOR, POSITIVE_COLOR
 
     path = Path(path)
     fig, axes = plt.subplots(len(results), 3, figsize=(15, 4 * len(results)), squeeze=False)
     for axis_row, result in zip(axes, results):
         taus = [row.temperature for row in result.rows]
         labels = ["positive"] + [f"neg {s:g}" for s in result.negatives]
+        # Positives and negatives in the colours of every figure of the package; tau as the
+        # shade, from light (the first tau) to full (the last).
+        shades = [0.3 + 0.7 * i / max(1, len(taus) - 1) for i in range(len(taus))]
+        colors = [POSITIVE_COLOR] + [NEGATIVE_COLOR] * len(result.negatives)
+        tau_handles = [
+            Patch(color="0.3", alpha=shade, label=f"tau={_tau(tau)}")
+            for tau, shade in zip(taus, shades)
+        ]
         width = 0.8 / len(taus)
         x = np.arange(len(labels))
         for i, row in enumerate(result.rows):
-            axis_row[0].bar(
-                x + i * width, row.probabilities, width, label=f"tau={_tau(row.temperature)}"
-            )
+            axis_row[0].bar(x + i * width, row.probabilities, width, color=colors, alpha=shades[i])
         axis_row[0].set_xticks(x + width * (len(taus) - 1) / 2, labels)
         axis_row[0].set_ylabel("softmax probability")
         axis_row[0].set_title(
             f"s = [{result.positive:g}, " + ", ".join(f"{s:g}" for s in result.negatives) + "]"
         )
-        axis_row[0].legend(fontsize=8)
+        axis_row[0].legend(
+            handles=[
+                Patch(color=POSITIVE_COLOR, label="positive"),
+                Patch(color=NEGATIVE_COLOR, label="negatives"),
+                *tau_handles,
+            ],
+            fontsize=8,
+        )
 
         xn = np.arange(len(result.negatives))
         for i, row in enumerate(result.rows):
-            bars = axis_row[1].bar(
-                xn + i * width, row.penalties, width, label=f"tau={_tau(row.temperature)}"
+            axis_row[1].bar(
+                xn + i * width, row.penalties, width, color=NEGATIVE_COLOR, alpha=shades[i]
             )
             axis_row[1].scatter(
-                xn + i * width,
-                row.hard_penalties,
-                marker="x",
-                color=bars.patches[0].get_facecolor(),
+                xn + i * width, row.hard_penalties, marker="x", color="black", alpha=shades[i]
             )
         axis_row[1].set_xticks(xn + width * (len(taus) - 1) / 2, labels[1:])
         axis_row[1].set_ylabel("relative penalty r (bars: plain, x: hard)")
         axis_row[1].set_title(f"relative penalties (hard: K = {result.hard_negatives})")
-        axis_row[1].legend(fontsize=8)
+        axis_row[1].legend(handles=tau_handles, fontsize=8)
 
         sweep = np.geomspace(min(taus + [0.01]), max(taus + [2.0]), 200)
         pos = torch.tensor([result.positive], dtype=torch.float64)
         neg = torch.tensor([result.negatives], dtype=torch.float64)
         plain = [contrastive_loss(pos, neg, float(t)).item() for t in sweep]
         hard = [contrastive_loss(pos, neg, float(t), result.hard_negatives).item() for t in sweep]
-        axis_row[2].plot(sweep, plain, label="contrastive")
-        axis_row[2].plot(sweep, hard, "--", label=f"hard contrastive (K={result.hard_negatives})")
-        axis_row[2].scatter(taus, [row.loss for row in result.rows], zorder=3)
+        # Losses, not positives or negatives: neutral colours.
+        axis_row[2].plot(sweep, plain, color="black", label="contrastive")
+        axis_row[2].plot(
+            sweep, hard, "--", color="0.5", label=f"hard contrastive (K={result.hard_negatives})"
+        )
+        axis_row[2].scatter(taus, [row.loss for row in result.rows], color="black", zorder=3)
         axis_row[2].set_xscale("log")
         axis_row[2].set_yscale("symlog", linthresh=0.01)
         axis_row[2].set_ylim(bottom=0.0)

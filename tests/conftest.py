@@ -1,7 +1,7 @@
 """Fixtures and helpers shared by the tests.
 
 Fixtures (requested by name): ``free_port``; one torch thread for the whole session (autouse).
-Helpers (imported, e.g. ``from tests.conftest import make_trainer``): ``ROOT``, the seed's
+Helpers (imported, e.g. ``from tests.conftest import make_trainer``): ``ROOT``, the article's
 anchors ``POSITIVE_FIRST`` and ``NEGATIVE_FIRST``, ``make_trainer``, ``RecordLosses``,
 ``read_csv``, ``run_python``, ``load_script``.
 """
@@ -26,7 +26,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 #: The root of this checkout (the folder holding ``lightly_temperature`` and ``tests``).
 ROOT = Path(__file__).resolve().parents[1]
-#: Seed 001's two anchors: the positive similarity first, then the negatives'. The positive is
+#: The two anchors of the article *Intuitive Guide for Temperature Coefficients in
+#: Contrastive Learning*: the positive similarity first, then the negatives'. The positive is
 #: the most similar in the first, a negative is in the second.
 POSITIVE_FIRST = (0.5, 0.25, -0.45, -0.1)
 NEGATIVE_FIRST = (0.25, 0.5, -0.45, -0.1)

@@ -20,16 +20,17 @@ def run_quick(capsys):
     before = docs.read_text() if docs.exists() else None
     threads = torch.get_num_threads()
 
-    def run(name: str) -> str:
+    def run(name: str, *args: str) -> str:
         try:
-            assert load_script(BENCHMARKS / f"{name}.py").main(["--quick", "--threads", "1"]) == 0
+            argv = ["--quick", "--threads", "1", *args]
+            assert load_script(BENCHMARKS / f"{name}.py").main(argv) == 0
         finally:
             torch.set_num_threads(threads)
         return capsys.readouterr().out
 
     yield run
     after = docs.read_text() if docs.exists() else None
-    assert after == before, "--quick must not append to docs/benchmarks.md"
+    assert after == before, "a benchmark wrote into docs/benchmarks.md without --output"
 
 
 def test_bench_losses_quick_prints_table_and_verdicts(run_quick):
@@ -54,3 +55,17 @@ def test_bench_callbacks_quick_trains_with_each_configuration(run_quick):
     for config in ("no callback", "TemperatureAnalysis", "HardnessMonitor", "both"):
         assert f"| {config} |" in out
     assert out.count("(target <= +3 %)") == 3
+
+
+def test_results_go_to_the_output_file_only(run_quick, tmp_path):
+    output = tmp_path / "results" / "bench.md"
+    out = run_quick("bench_metrics", "--output", str(output))
+    text = output.read_text()
+    assert text.startswith("# Benchmarks\n")
+    assert text.count("\n## Metrics: time and memory against the floor (") == 1
+    assert "- Machine: CPU " in text and "- Command: `python " in text
+    # the printed table is the one written
+    table = [line for line in out.splitlines() if line.startswith("| N=500 |")]
+    assert len(table) == 4 and all(line in text for line in table)
+    run_quick("bench_metrics", "--output", str(output))
+    assert output.read_text().count("\n## Metrics: time and memory against the floor (") == 2

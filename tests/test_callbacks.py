@@ -142,13 +142,25 @@ def test_pngs_histograms_and_history_csv_exist(trained):
 
     events = EventAccumulator(
         str(trained.root / "tb" / "version_0"),
-        size_guidance={"histograms": 0},  # keep all
+        size_guidance={"histograms": 0, "images": 0},  # keep all
     ).Reload()
     tags = events.Tags()["histograms"]
     assert "temperature_analysis/positive_similarity_hist" in tags
     assert "temperature_analysis/top10_negative_similarity_hist" in tags
     steps = [e.step for e in events.Histograms("temperature_analysis/positive_similarity_hist")]
     assert steps == [3, 6, 9]
+    # The figure reaches TensorBoard as an image, once per evaluation: the PNG's pixels.
+    assert events.Tags()["images"] == ["temperature_analysis/similarities"]
+    images = events.Images("temperature_analysis/similarities")
+    assert [image.step for image in images] == [3, 6, 9]
+    from io import BytesIO
+
+    from PIL import Image
+
+    for image, png in zip(images, pngs):
+        logged = np.asarray(Image.open(BytesIO(image.encoded_image_string)).convert("RGB"))
+        written = np.asarray(Image.open(out_dir / png).convert("RGB"))
+        assert logged.shape == written.shape and np.array_equal(logged, written)
 
 
 def test_resumed_run_continues_the_history(trained):
@@ -519,14 +531,17 @@ def _reference_similarity_png(path, positive, negatives, title, k):
     FigureCanvasAgg(figure)
     ax = figure.add_subplot(1, 1, 1)
     bins = [i / 50 - 1 for i in range(101)]
+    top = 0.0
     for values, label in ((positive, "positive"), (negatives.reshape(-1), f"top-{k} negatives")):
-        ax.hist(
+        density, _, _ = ax.hist(
             values.numpy(), bins=bins, density=True, alpha=0.6, histtype="stepfilled", label=label
         )
+        top = max(top, float(density.max()))
     ax.set_xlabel("cosine similarity")
     ax.set_ylabel("density")
     ax.set_xlim(-1, 1)
-    ax.set_title(title, fontsize=9)
+    ax.set_ylim(0, top / 0.75)  # the peaks below the legend's quarter
+    ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
     figure.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.9)
     figure.savefig(path, dpi=100)

@@ -97,6 +97,41 @@ def test_tiny_study_writes_results_report_and_plots(tiny_study, capsys):
         assert (output / link).read_bytes()[:4] == b"\x89PNG", link
 
 
+def test_tensorboard_shows_every_run_with_its_evaluation(tiny_study):
+    """``tensorboard --logdir <output>/logs``: one folder per run with the CSV log, the
+    training scalars, the evaluation's numbers (those of results.csv) and its figure."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lightly_temperature.study.config import RunSpec
+    from lightly_temperature.study.config import parse_hard_negatives as parse_k
+
+    output, _ = tiny_study
+    rows = read_csv(output / "results.csv")
+    assert len(rows) == 4
+    folders = {path.name for path in (output / "logs").iterdir() if path.is_dir()}
+    for row in rows:
+        run = RunSpec(
+            row["method"],
+            row["loss"],
+            float(row["temperature"]),
+            parse_k(row["hard_negatives"]),
+            int(row["seed"]),
+            int(row["epochs"]),
+        )
+        assert run.name in folders
+        folder = output / "logs" / run.name
+        assert (folder / "metrics.csv").exists()
+        events = EventAccumulator(str(folder), size_guidance={"images": 0}).Reload()
+        tags = events.Tags()
+        assert "train_loss" in tags["scalars"]
+        assert tags["images"] == ["evaluation/similarities"]
+        (knn,) = events.Scalars("evaluation/knn_accuracy")
+        assert knn.value == pytest.approx(float(row["knn_accuracy"]), abs=1e-6)
+        (uniformity,) = events.Scalars("evaluation/uniformity")
+        assert uniformity.value == pytest.approx(float(row["uniformity"]), abs=1e-5)
+        assert knn.step == events.Images("evaluation/similarities")[0].step > 0
+
+
 def test_rerun_skips_finished_runs_and_adds_only_new_ones(tiny_study, capsys):
     output, _ = tiny_study
     before = (output / "results.csv").read_text()

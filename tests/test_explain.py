@@ -1,4 +1,4 @@
-"""`lightly-temperature explain`: seed 001's tables, the paper's gradients and penalties."""
+"""`lightly-temperature explain`: the Intuitive Guide's tables, the paper's gradients, penalties."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The temperature tables of seed 001 (positive similarity first), to 4 decimals."""
+"""The temperature tables of the article *Intuitive Guide for Temperature Coefficients in
+Contrastive Learning* (positive similarity first), to 4 decimals."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def test_cross_entropy_matches_seed_table(similarities, temperature, expected):
     sims = torch.tensor(similarities)
     loss = contrastive_loss(sims[:1], sims[1:].unsqueeze(0), temperature=temperature)
     assert round(loss.item(), 4) == pytest.approx(expected, abs=1e-9)
-    # Same value as the seed's own recipe: cross-entropy with the positive at index 0.
+    # Same value as the article's own recipe: cross-entropy with the positive at index 0.
     reference = torch.nn.functional.cross_entropy(
         (sims / temperature).unsqueeze(0), torch.tensor([0])
     )

@@ -1,4 +1,4 @@
-"""examples/toy_quadrants.py: seed 001's quadrant demo, in its quick mode."""
+"""examples/toy_quadrants.py: the Intuitive Guide's quadrant demo, in its quick mode."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _same_and_cross_quadrant_similarity(features, labels):
     return sims[same].mean().item(), sims[cross].mean().item()
 
 
-def test_samples_are_the_seeds_quadrants():
+def test_samples_are_the_articles_quadrants():
     toy = _load_example()
     samples, labels = toy.make_samples()
     assert (
@@ -36,7 +36,7 @@ def test_samples_are_the_seeds_quadrants():
 
 
 def test_training_pulls_quadrants_together_and_pushes_them_apart():
-    """Contrastive training at tau = 0.05 (the seed's section 2): points of a quadrant get
+    """Contrastive training at tau = 0.05 (the article's section 2): points of a quadrant get
     more similar, points of different quadrants less similar (cosine similarity)."""
     toy = _load_example()
     samples, labels = toy.make_samples()
@@ -49,7 +49,7 @@ def test_training_pulls_quadrants_together_and_pushes_them_apart():
         unchanged = _same_and_cross_quadrant_similarity(encoder(samples), labels)
     assert same_after > same_before + 0.1
     assert cross_after < cross_before - 0.03
-    # The original encoder is left untouched (the seed deep-copies it).
+    # The original encoder is left untouched (the article deep-copies it).
     assert unchanged == (same_before, cross_before)
 
 

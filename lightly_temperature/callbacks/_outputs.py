@@ -1,9 +1,10 @@
-"""Where the callbacks' results go: loggers, histograms and a CSV history (the PNG figure is
-:mod:`lightly_temperature.figures`)."""
+"""Where the callbacks' results go: the run's folder, loggers (scalars, histograms, images) and
+a CSV history (the figure itself is drawn by :mod:`lightly_temperature.figures`)."""
 
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -49,6 +50,72 @@ def log_histograms(trainer: Any, histograms: Mapping[str, Tensor], step: int) ->
             }
             payload["trainer/global_step"] = step
             experiment.log(payload)
+
+
+def log_image(trainer: Any, tag: str, pixels: Any, step: int) -> None:
+    """An image (a NumPy ``uint8`` array, height x width x 3 or 4) to every attached logger
+    with an image API (rank zero only); others (CSV, MLflow, ...) are skipped.
+
+    TensorBoard: its ``SummaryWriter`` experiment's ``add_image``; Weights & Biases and any
+    logger with Lightning's ``log_image(key, images, step)`` method: that method (a
+    ``wandb.Image`` for W&B).
+    """
+    rgb = pixels[..., :3]
+    for logger in trainer.loggers:
+        experiment = logger.experiment
+        if hasattr(experiment, "add_image"):
+            experiment.add_image(tag, rgb, global_step=step, dataformats="HWC")
+        elif _takes_images(getattr(logger, "log_image", None)):
+            logger.log_image(key=tag, images=[rgb], step=step)
+
+
+def _takes_images(method: Any) -> bool:
+    """Whether ``method`` can be called as Lightning's ``log_image(key=, images=, step=)``
+    (a logger's method of that name with another signature is left alone)."""
+    if not callable(method):
+        return False
+    try:
+        inspect.signature(method).bind(key="", images=[], step=0)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def logger_run_folder(logger: Any, default_root_dir: str) -> str:
+    """The folder of one logger's run: its ``log_dir`` (TensorBoard, CSV), else
+    ``save_dir/name/version`` (W&B: ``save_dir/project/run id``), the folder where Lightning's
+    ``ModelCheckpoint`` puts that run's checkpoints."""
+    log_dir = getattr(logger, "log_dir", None)
+    if isinstance(log_dir, str):
+        return log_dir
+    version = logger.version
+    version = version if isinstance(version, str) else f"version_{version}"
+    return os.path.join(logger.save_dir or default_root_dir, str(logger.name), version)
+
+
+def run_folder(trainer: Any) -> str:
+    """The folder of the run's files: the first logger's run folder, else the trainer's
+    ``default_root_dir``. Unlike ``trainer.log_dir`` (a logger's ``save_dir`` for loggers
+    other than TensorBoard and CSV), two runs sharing a W&B ``save_dir`` get two folders.
+    A collective under DDP, as ``trainer.log_dir`` is: every rank calls it."""
+    if trainer.loggers:
+        folder = logger_run_folder(trainer.loggers[0], trainer.default_root_dir)
+    else:
+        folder = trainer.default_root_dir
+    return trainer.strategy.broadcast(folder)
+
+
+def split_run_folders(trainer: Any) -> list[str]:
+    """The distinct run folders of the attached TensorBoard / CSV-style loggers (those with a
+    ``log_dir``) when there are several: one run then spreads over several folders."""
+    folders = []
+    for logger in trainer.loggers:
+        log_dir = getattr(logger, "log_dir", None)
+        if isinstance(log_dir, str) and os.path.abspath(log_dir) not in map(
+            os.path.abspath, folders
+        ):
+            folders.append(log_dir)
+    return folders if len(folders) > 1 else []
 
 
 class CSVHistory:

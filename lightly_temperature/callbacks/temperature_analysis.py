@@ -18,9 +18,12 @@ from lightly_temperature.callbacks._outputs import (
     CSVHistory,
     current_log_step,
     log_histograms,
+    log_image,
     log_to_loggers,
+    run_folder,
+    split_run_folders,
 )
-from lightly_temperature.figures import SimilarityFigure
+from lightly_temperature.figures import SimilarityFigure, write_png
 from lightly_temperature.metrics import COLLAPSE_THRESHOLD
 from lightly_temperature.probe import (
     AVAILABLE_METRICS,
@@ -50,8 +53,10 @@ class TemperatureAnalysis(Callback):
     - ``alignment``: mean squared distance of the two views' embeddings (needs two views).
     - ``tolerance``: mean cosine similarity of same-label pairs (needs labels).
     - ``positive_similarity`` and ``top10_negative_similarity``: means of the paper's Fig. 8
-      distributions (needs two views); their histograms go to TensorBoard / W&B and a PNG
-      figure per evaluation to ``<log_dir>/temperature_analysis/``.
+      distributions (needs two views); their histograms go to TensorBoard / W&B, and their
+      figure (the paper's Fig. 8), once per evaluation, to every logger with an image API
+      (TensorBoard, W&B: ``temperature_analysis/similarities``) and as a PNG to
+      ``<run folder>/temperature_analysis/``.
     - ``effective_rank`` (RankMe) and ``std_of_l2_normalized`` (Lightly's collapse monitor),
       and ``embedding_spread`` (the same times sqrt(dim): 1 spread over the sphere, 0 one
       point); a spread below ``metrics.COLLAPSE_THRESHOLD`` is flagged with a warning.
@@ -66,8 +71,11 @@ class TemperatureAnalysis(Callback):
       These three also go to TensorBoard / W&B as histograms of their per-sample values.
 
     The history is kept in the callback's state (checkpointed) and mirrored in
-    ``<log_dir>/temperature_analysis/history.csv``. Under DDP every rank embeds its share of
-    the probe, the shares are gathered, and files are written by rank zero only.
+    ``<run folder>/temperature_analysis/history.csv``. The run folder is the first logger's:
+    its ``log_dir`` (TensorBoard, CSV) or ``save_dir/name/version`` (W&B: one folder per run,
+    where Lightning puts that run's checkpoints), else the trainer's ``default_root_dir``.
+    Under DDP every rank embeds its share of the probe, the shares are gathered, and files are
+    written by rank zero only.
 
     Args:
         dataloader: the probe. Batches like Lightly's data sets: ``(views, labels)`` or
@@ -86,7 +94,7 @@ class TemperatureAnalysis(Callback):
         top_k: how many hardest negatives per anchor (the paper uses 10).
         seed: seed of the subsampling and of each probe sample's augmentations.
         chunk_size: rows per chunk of the pairwise metrics.
-        save_figures: write a PNG per evaluation.
+        save_figures: draw the figure per evaluation: a PNG, and an image in the loggers.
         save_csv: write the history CSV.
 
     Example:
@@ -138,6 +146,7 @@ class TemperatureAnalysis(Callback):
         self._warned_collapse = False
         self._warned_one_view = False
         self._warned_forward = False
+        self._warned_split = False
         self._last_step_evaluated: int | None = None
 
     @property
@@ -250,8 +259,9 @@ class TemperatureAnalysis(Callback):
                 "(std_of_l2_normalized x sqrt(dim); 1 = spread over the sphere, 0 = one point); "
                 "temperature_analysis/embedding_spread follows it at every evaluation"
             )
-        log_dir = trainer.log_dir or trainer.default_root_dir  # a collective: every rank calls it
+        log_dir = run_folder(trainer)  # a collective: every rank calls it
         if trainer.is_global_zero:
+            self._warn_split_folders(trainer, log_dir)
             self._write(trainer, log_dir, result)
         return result.values
 
@@ -295,6 +305,18 @@ class TemperatureAnalysis(Callback):
             probe, self.metrics, self.top_k, self.chunk_size, temperature, hard_negatives
         )
 
+    def _warn_split_folders(self, trainer: Trainer, log_dir: str) -> None:
+        folders = split_run_folders(trainer)
+        if not folders or self._warned_split:
+            return
+        self._warned_split = True
+        rank_zero_warn(
+            f"TemperatureAnalysis: the loggers write this run to {len(folders)} folders "
+            f"({', '.join(folders)}); its files go to {log_dir}. To keep a run in one folder, "
+            "give the loggers one name and version, e.g. csv = CSVLogger(save_dir, name='run') "
+            "and TensorBoardLogger(save_dir, name='run', version=csv.version)"
+        )
+
     def _write(self, trainer: Trainer, log_dir: str, result: ProbeMetrics) -> None:
         out_dir = os.path.join(log_dir, "temperature_analysis")
         row = self.history[-1]
@@ -318,7 +340,9 @@ class TemperatureAnalysis(Callback):
                 path = os.path.join(
                     out_dir, f"similarities_epoch{row['epoch']:04d}_step{row['step']:07d}.png"
                 )
-                self._figure.save(path, positive, negatives, title)
+                pixels = self._figure.render(positive, negatives, title)
+                write_png(path, pixels)
+                log_image(trainer, PREFIX + "similarities", pixels, current_log_step(trainer))
         if self.save_csv:
             self._csv.write(os.path.join(out_dir, "history.csv"), self.history)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, Union
 
 import pytorch_lightning as pl
 import torch
@@ -27,6 +27,12 @@ from lightly_temperature.registry import (
 #: Optimizers of the ready modules (and of the study), built in ``configure_optimizers``.
 OPTIMIZERS = ("sgd", "adamw")
 
+#: ``hard_negatives`` of the ready modules when not given: the loss's own default.
+LOSS_DEFAULT = "default"
+#: Type of the modules' ``hard_negatives``: K, a fraction alpha, ``None`` (all negatives) or
+#: :data:`LOSS_DEFAULT`. Spelled out (not ``X | Y``) so LightningCLI can read it on Python 3.9.
+HardNegativesArgument = Union[int, float, None, Literal["default"]]
+
 
 def resolve_backbone(backbone: nn.Module | None, feature_dim: int | None) -> tuple[nn.Module, int]:
     """The backbone (Lightly's ResNet-18 by default) and its feature dimension."""
@@ -44,17 +50,43 @@ def resolve_backbone(backbone: nn.Module | None, feature_dim: int | None) -> tup
     return backbone, check_int(feature_dim, "feature_dim", minimum=1)
 
 
-def make_loss(
-    loss: str | nn.Module, defaults: dict[str, Any], loss_kwargs: dict[str, Any]
-) -> nn.Module:
-    """A registry name built with ``loss_kwargs``, or a loss module used as given.
-
-    ``defaults`` fill in arguments not in ``loss_kwargs`` that the loss takes.
-    """
-    if isinstance(loss, nn.Module):
-        if loss_kwargs:
+def loss_settings(
+    temperature: float | None, hard_negatives: HardNegativesArgument
+) -> dict[str, Any]:
+    """The modules' explicit loss arguments that were given: ``temperature`` unless ``None``,
+    ``hard_negatives`` unless :data:`LOSS_DEFAULT` (``None`` there means all negatives)."""
+    settings: dict[str, Any] = {}
+    if temperature is not None:
+        settings["temperature"] = temperature
+    if isinstance(hard_negatives, str):
+        if hard_negatives != LOSS_DEFAULT:
             raise ValueError(
-                f"loss arguments {sorted(loss_kwargs)} apply to a loss name; a loss module "
+                f"hard_negatives must be an int K, a fraction alpha, None (all negatives) or "
+                f"{LOSS_DEFAULT!r} (the loss's default), got {hard_negatives!r}"
+            )
+    else:
+        settings["hard_negatives"] = hard_negatives
+    return settings
+
+
+def make_loss(
+    loss: str | nn.Module,
+    defaults: dict[str, Any],
+    loss_kwargs: dict[str, Any],
+    settings: dict[str, Any] | None = None,
+) -> nn.Module:
+    """A registry name built with ``settings`` and ``loss_kwargs``, or a loss module used as
+    given.
+
+    ``settings`` (from :func:`loss_settings`) and ``loss_kwargs`` are passed to the loss: one
+    it does not take is an error naming it. ``defaults`` fill in arguments not given that the
+    loss takes.
+    """
+    given = {**(settings or {}), **loss_kwargs}
+    if isinstance(loss, nn.Module):
+        if given:
+            raise ValueError(
+                f"loss arguments {sorted(given)} apply to a loss name; a loss module "
                 f"({type(loss).__name__}) is used as given"
             )
         return loss
@@ -62,7 +94,7 @@ def make_loss(
         raise ValueError(f"loss must be a loss name or a torch.nn.Module, got {loss!r}")
     accepted = loss_parameters(get_loss_class(loss))
     kwargs = {key: value for key, value in defaults.items() if accepted is None or key in accepted}
-    kwargs.update(loss_kwargs)
+    kwargs.update(given)
     return build_loss(loss, **kwargs)
 
 

@@ -15,8 +15,11 @@ from torch import Tensor, nn
 
 from lightly_temperature._validation import check_unit_interval
 from lightly_temperature.models._base import (
+    LOSS_DEFAULT,
     ContrastiveModule,
+    HardNegativesArgument,
     call_loss,
+    loss_settings,
     make_loss,
     two_views,
 )
@@ -36,9 +39,9 @@ class MoCo(ContrastiveModule):
         memory_bank_size: entries of the bank (an int) or Lightly's ``(entries, dim)`` tuple,
             whose dim must be ``output_dim``. Default ``(4096, 128)`` as in Lightly's example.
         momentum_start: key-encoder momentum at epoch 0 (Lightly: 0.996).
-        loss, lr, momentum, weight_decay, max_epochs, gather_distributed, **loss_kwargs:
-            as in :class:`SimCLR`; with ``gather_distributed`` the keys of all processes enter
-            the bank.
+        loss, temperature, hard_negatives, lr, momentum, weight_decay, max_epochs,
+        gather_distributed, **loss_kwargs: as in :class:`SimCLR`; with ``gather_distributed``
+            the keys of all processes enter the bank.
 
     ``training_step`` returns ``{"loss": loss, "embeddings": (query, key)}`` (detached).
 
@@ -56,6 +59,8 @@ class MoCo(ContrastiveModule):
         memory_bank_size: int | Sequence[int] = 4096,
         momentum_start: float = 0.996,
         loss: str | nn.Module = "hard_contrastive",
+        temperature: float | None = None,
+        hard_negatives: HardNegativesArgument = LOSS_DEFAULT,
         lr: float = 0.06,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
@@ -84,7 +89,12 @@ class MoCo(ContrastiveModule):
         deactivate_requires_grad(self.projection_head_momentum)
         if isinstance(loss, str):
             loss_kwargs.setdefault("memory_bank_size", _bank_size(memory_bank_size, output_dim))
-        self.criterion = make_loss(loss, {"gather_distributed": gather_distributed}, loss_kwargs)
+        self.criterion = make_loss(
+            loss,
+            {"gather_distributed": gather_distributed},
+            loss_kwargs,
+            loss_settings(temperature, hard_negatives),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """Query projections of a batch of images."""

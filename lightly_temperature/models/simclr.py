@@ -10,8 +10,11 @@ from lightly.models.modules import SimCLRProjectionHead
 from torch import Tensor, nn
 
 from lightly_temperature.models._base import (
+    LOSS_DEFAULT,
     ContrastiveModule,
+    HardNegativesArgument,
     call_loss,
+    loss_settings,
     make_loss,
     two_views,
 )
@@ -31,6 +34,12 @@ class SimCLR(ContrastiveModule):
         hidden_dim, output_dim: projection head sizes (Lightly's example: 2048, 2048).
         loss: a registry name (``"hard_contrastive"``, ``"ntxent"``, ``"simple"``,
             ``"hard_simple"``, or a plugin's) or a loss module.
+        temperature: tau of the loss, a float > 0 (``--model.temperature 0.3`` in
+            LightningCLI); ``None``: the loss's default.
+        hard_negatives: K of the loss: an int K >= 1, a fraction alpha in (0, 1], ``None``
+            for all negatives, or ``"default"``: the loss's default (the paper's alpha =
+            0.0819 for the hard losses). Given to a loss that takes no ``hard_negatives``
+            (``"ntxent"``) it is an error.
         lr, momentum, weight_decay: SGD (lr 0.06 as in Lightly's example), with a cosine
             learning-rate decay over ``max_epochs``.
         max_epochs: epochs of the schedule; default the trainer's ``max_epochs``.
@@ -39,7 +48,9 @@ class SimCLR(ContrastiveModule):
             decay, e.g. ``(160, 190)``) instead of the cosine decay.
         gather_distributed: passed to the loss (default True: under DDP the negatives come
             from all processes, as in Lightly's distributed examples; no effect on one device).
-        **loss_kwargs: arguments of the loss: ``temperature``, ``hard_negatives``, ...
+        **loss_kwargs: other arguments of the loss (e.g. HCL's ``beta``), passed as they
+            are. LightningCLI does not see them: there, pick such a loss with its arguments
+            by building the module in Python, or register a loss with those defaults.
 
     ``training_step`` returns ``{"loss": loss, "embeddings": (z0, z1)}`` (the projections of the
     two views, detached): callbacks read them in ``on_train_batch_end`` without a second
@@ -58,6 +69,8 @@ class SimCLR(ContrastiveModule):
         hidden_dim: int = 2048,
         output_dim: int = 2048,
         loss: str | nn.Module = "hard_contrastive",
+        temperature: float | None = None,
+        hard_negatives: HardNegativesArgument = LOSS_DEFAULT,
         lr: float = 0.06,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
@@ -79,7 +92,12 @@ class SimCLR(ContrastiveModule):
             lr_milestones,
         )
         self.projection_head = SimCLRProjectionHead(self.feature_dim, hidden_dim, output_dim)
-        self.criterion = make_loss(loss, {"gather_distributed": gather_distributed}, loss_kwargs)
+        self.criterion = make_loss(
+            loss,
+            {"gather_distributed": gather_distributed},
+            loss_kwargs,
+            loss_settings(temperature, hard_negatives),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """Projections of a batch of images."""

@@ -216,7 +216,11 @@ def plot_similarity_grid(
         panels.append((f"{loss}, {tau}", positive, negatives))
     if not panels:
         return None
-    save_similarity_grid(path, panels, k=TOP_K)
+    title = (
+        f"Cosine similarity of each test image's view to its other view (positive) and to its "
+        f"{TOP_K} most similar other images (negatives)"
+    )
+    save_similarity_grid(path, panels, k=TOP_K, title=title)
     return path
 
 

@@ -27,7 +27,8 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.trainer.states import TrainerStatus
 from pytorch_lightning.utilities import rank_zero_only
 
-from lightly_temperature.figures import save_similarity_figure
+from lightly_temperature.callbacks._outputs import log_image, log_to_loggers
+from lightly_temperature.figures import SimilarityFigure, write_png
 from lightly_temperature.models import MoCo, SimCLR
 from lightly_temperature.registry import available_losses, loss_capabilities
 from lightly_temperature.study.config import (
@@ -127,12 +128,18 @@ def check_trainer_settings(config: StudyConfig) -> None:
 def build_trainer(
     config: StudyConfig, run: RunSpec, output: Path, callbacks: list[pl.Callback] | None = None
 ) -> pl.Trainer:
-    """The Lightning trainer of one run (CSV log under ``output/logs/<run>``)."""
+    """The Lightning trainer of one run: a CSV and a TensorBoard log, both in
+    ``output/logs/<run>`` (``tensorboard --logdir output/logs`` shows every run)."""
+    # CSV first: it clears metrics.csv from a folder that is not empty when it starts.
+    loggers = [
+        pl.loggers.CSVLogger(str(output / "logs"), name=run.name, version=""),
+        pl.loggers.TensorBoardLogger(str(output / "logs"), name=run.name, version=""),
+    ]
     return pl.Trainer(
         **_trainer_settings(config),
         callbacks=callbacks,
         max_epochs=run.epochs,
-        logger=pl.loggers.CSVLogger(str(output / "logs"), name=run.name, version=""),
+        logger=loggers,
         log_every_n_steps=5,
         deterministic=False,
     )
@@ -270,7 +277,11 @@ def _run_grid(
             hard_negatives=run.hard_negatives,
         )
         _save_similarities(
-            output, run, evaluation.positive_similarities, evaluation.top_negative_similarities
+            output,
+            run,
+            evaluation.positive_similarities,
+            evaluation.top_negative_similarities,
+            trainer,
         )
         row: dict[str, object] = {
             "method": run.method,
@@ -283,6 +294,7 @@ def _run_grid(
             "train_seconds": round(train_seconds, 2),
         }
         results.append(row)
+        _log_evaluation(trainer, evaluation.metrics)
         on_row_written()
         metrics = evaluation.metrics
         printer(
@@ -360,14 +372,35 @@ def _report(
 
 
 def _save_similarities(
-    output: Path, run: RunSpec, positive: torch.Tensor | None, negatives: torch.Tensor | None
+    output: Path,
+    run: RunSpec,
+    positive: torch.Tensor | None,
+    negatives: torch.Tensor | None,
+    trainer: pl.Trainer,
 ) -> None:
+    """The run's similarities (``.pt``) and their figure: a PNG, and an image in the run's
+    loggers with an image API (TensorBoard)."""
     if positive is None or negatives is None:  # embeddings not finite: nothing to draw
         return
     folder = output / SIMILARITY_DIR
     folder.mkdir(parents=True, exist_ok=True)
     torch.save({"positive": positive, "negatives": negatives}, folder / f"{run.name}.pt")
-    save_similarity_figure(folder / f"{run.name}.png", positive, negatives, _title(run), TOP_K)
+    pixels = SimilarityFigure(TOP_K).render(positive, negatives, _title(run))
+    write_png(folder / f"{run.name}.png", pixels)
+    log_image(trainer, "evaluation/similarities", pixels, trainer.global_step)
+
+
+def _log_evaluation(trainer: pl.Trainer, metrics: dict[str, Any]) -> None:
+    """The run's evaluation (accuracies and analysis metrics) to its loggers at its last step,
+    as ``evaluation/<metric>``; written out at once (the loggers were finalised by fit)."""
+    numbers = {
+        f"evaluation/{name}": float(value)
+        for name, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+    log_to_loggers(trainer, numbers, trainer.global_step)
+    for logger in trainer.loggers:
+        logger.finalize("success")
 
 
 def _title(run: RunSpec) -> str:
