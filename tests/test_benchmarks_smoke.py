@@ -6,6 +6,8 @@ the test importing torch and Lightly again.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -54,3 +56,56 @@ def test_bench_callbacks_quick_trains_with_each_configuration(run_quick):
     for config in ("no callback", "TemperatureAnalysis", "HardnessMonitor", "both"):
         assert f"| {config} |" in out
     assert out.count("(target <= +3 %)") == 3
+
+
+def test_gpu_check_dry_run_guards_the_loss_and_monitor_paths(tmp_path, monkeypatch, capsys):
+    """The GPU check on the CPU at toy sizes: every part runs, the loss's calls and backwards
+    enter the guarded region, and the monitor's observation happens inside it."""
+    from lightly_temperature.callbacks import hardness_monitor
+
+    docs = ROOT / "docs" / "benchmarks.md"
+    before = docs.read_text()
+    script = load_script(BENCHMARKS / "gpu_check.py")
+    state = {"inside": False, "regions": 0, "observed_inside": 0, "observed_outside": 0}
+    real_region = script.sync_errors
+
+    @contextlib.contextmanager
+    def recording_region(device):
+        with real_region(device):
+            state["inside"], state["regions"] = True, state["regions"] + 1
+            try:
+                yield
+            finally:
+                state["inside"] = False
+
+    observe = hardness_monitor.observe_similarities
+
+    def recording_observe(*args, **kwargs):
+        state["observed_inside" if state["inside"] else "observed_outside"] += 1
+        return observe(*args, **kwargs)
+
+    monkeypatch.setattr(script, "sync_errors", recording_region)
+    monkeypatch.setattr(hardness_monitor, "observe_similarities", recording_observe)
+    output = tmp_path / "gpu.md"
+    assert script.main(["--dry-run", "--output", str(output), "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    steps = script.DRY.steps
+    assert state["regions"] == 2 * 2 * steps  # two modules, a loss call and a backward per step
+    assert state["observed_inside"] == 2 * (steps // script.DRY.log_every)
+    assert state["observed_outside"] == 0
+    report = output.read_text()
+    assert report in out and "Dry run" in report
+    for module in ("SimCLR", "MoCo"):
+        row = next(line for line in report.splitlines() if line.startswith(f"| {module} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == str(steps) and cells[2] == f"{steps} / {steps}"
+        assert int(cells[3]) == steps // script.DRY.log_every and int(cells[4]) >= 1
+    for name in ("NTXentLoss", "HardContrastive(None)", "HardContrastive(K=", "top-10 negatives"):
+        assert name in report
+    assert docs.read_text() == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_check_guard_raises_on_a_synchronisation():
+    script = load_script(BENCHMARKS / "gpu_check.py")
+    assert script.guard_is_effective(torch.device("cuda"))
