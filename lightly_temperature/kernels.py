@@ -24,9 +24,12 @@ These nodes keep one:
   kept); the importance-weighted kind is ``lse((1+β)L) - lse(βL)``, two softmaxes of the same
   logits, and keeps their combination ``(1+β) softmax((1+β)L) - β softmax(βL)``, its exact
   gradient;
-- backward: the gradient of the logits is the saved softmax times the incoming gradient (all
-  columns) or a scatter of K weights into zeros (top-K: exactly zero elsewhere), then (for
-  the similarity product) the two matrix products of the product's own backward.
+- backward: the gradient of the logits is the saved softmax (all columns) or a scatter of K
+  weights into zeros (top-K: exactly zero elsewhere), and each row's incoming gradient scales
+  the rows of the ``(A, d)`` operands and results, not the ``(A, C)`` weights; then the two
+  products of the similarity product's own backward, or one when the candidates are the
+  query itself (SimCLR on one device: ``dZ = (G + G^T) Z / τ``). The temperature enters the
+  node as an argument, so that its gradient (a learnable τ) comes from the same products.
 
 No host synchronisation: every shape is known from the arguments.
 """
@@ -170,6 +173,24 @@ def _logit_gradient(
     return zeros.scatter_(1, index, picked)
 
 
+def _unit_row_gradient(
+    weights: Tensor | None, index: Tensor | None, shape: torch.Size, like: Tensor
+) -> Tensor:
+    """The gradient of the logits for an incoming gradient of 1 per row: the saved softmax
+    itself (no ``(A, C)`` pass), or the K weights (ones for a sum) scattered into zeros."""
+    if index is None:
+        return weights
+    picked = torch.ones(index.shape, dtype=like.dtype, device=like.device)
+    zeros = torch.zeros(shape, dtype=like.dtype, device=like.device)
+    return zeros.scatter_(1, index, picked if weights is None else weights)
+
+
+def _scaled(query: Tensor, temperature: float | Tensor) -> Tensor:
+    return (
+        query if isinstance(temperature, (int, float)) and temperature == 1 else query / temperature
+    )
+
+
 class _ReduceSimilarities(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
@@ -180,25 +201,54 @@ class _ReduceSimilarities(torch.autograd.Function):
         k: int | None,
         kind: str,
         beta: float,
+        temperature: float | Tensor,
+        symmetric: bool,
     ) -> Tensor:
-        logits = query @ candidates.T
+        logits = _scaled(query, temperature) @ candidates.T
         count = logits.shape[1]
         if excluded is not None:
             logits.scatter_(1, excluded, float("-inf"))
             count -= excluded.shape[1]  # distinct columns per row (the anchor, its positive)
         out, weights, index = _reduce_rows(logits, k, kind, beta, count, owned=True)
         ctx.shape = logits.shape
-        ctx.save_for_backward(query, candidates, weights, index)
+        ctx.symmetric = symmetric
+        ctx.temperature = temperature if not isinstance(temperature, Tensor) else None
+        saved_temperature = temperature if isinstance(temperature, Tensor) else None
+        ctx.save_for_backward(query, candidates, weights, index, saved_temperature)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        query, candidates, weights, index = ctx.saved_tensors
-        grad_logits = _logit_gradient(grad_out, weights, index, ctx.shape)
-        grad_query = grad_logits @ candidates if ctx.needs_input_grad[0] else None
-        grad_candidates = grad_logits.T @ query if ctx.needs_input_grad[1] else None
-        return grad_query, grad_candidates, None, None, None, None
+        query, candidates, weights, index, saved_temperature = ctx.saved_tensors
+        temperature = saved_temperature if saved_temperature is not None else ctx.temperature
+        needs_query, needs_candidates = ctx.needs_input_grad[:2]
+        needs_temperature = ctx.needs_input_grad[6]
+        grad_query = grad_candidates = grad_temperature = None
+        grad_row = grad_out.unsqueeze(1)
+        if ctx.symmetric:
+            # L = Z Z^T / tau: dZ = (G + G^T) Z / tau with G the logits' gradient, one product
+            # (the transpose made contiguous first: a strided operand is slower than the copy).
+            grad_logits = _logit_gradient(grad_out, weights, index, ctx.shape)
+            grad_logits.add_(grad_logits.T.contiguous())
+            both = grad_logits @ query
+            if needs_query or needs_candidates:
+                grad_query = _scaled(both, temperature)
+            if needs_temperature:  # sum_ij G_ij z_i.z_j = 1/2 sum_i z_i.((G + G^T) Z)_i
+                grad_temperature = -0.5 * (both * query).sum() / (temperature * temperature)
+            return grad_query, None, None, None, None, None, grad_temperature, None
+        # The incoming gradient of each row scales rows of (A, d) operands and results, never
+        # the (A, C) weights: dQ = g * (W C) / tau, dC = W^T (g * Q / tau).
+        unit = _unit_row_gradient(weights, index, ctx.shape, query)
+        if needs_query or needs_temperature:
+            grad_scaled = (unit @ candidates).mul_(grad_row)
+            if needs_query:
+                grad_query = _scaled(grad_scaled, temperature)
+            if needs_temperature:
+                grad_temperature = -(grad_scaled * query).sum() / (temperature * temperature)
+        if needs_candidates:
+            grad_candidates = unit.T @ (_scaled(query, temperature) * grad_row)
+        return grad_query, grad_candidates, None, None, None, None, grad_temperature, None
 
 
 class _ReduceLogits(torch.autograd.Function):
@@ -224,18 +274,22 @@ def reduce_similarities(
     k: int | None = None,
     kind: str = LOGSUMEXP,
     beta: float = 0.0,
+    temperature: float | Tensor = 1.0,
 ) -> Tensor:
-    """Per-row reduction of ``L = query @ candidates.T`` over the columns that are not excluded.
+    """Per-row reduction of ``L = (query / temperature) @ candidates.T`` over the columns that
+    are not excluded.
 
     Args:
-        query: ``(A, d)`` rows (already scaled by 1/tau for a log-sum-exp).
-        candidates: ``(C, d)``.
+        query: ``(A, d)`` rows.
+        candidates: ``(C, d)``; when it is ``query`` itself (SimCLR on one device), the
+            backward is one product, ``dZ = (G + G^T) Z / temperature``.
         excluded: ``(A, e)`` column indices per row that are set to ``-inf`` (not negatives).
         k: ``None`` reduces over every column that is not excluded (log-sum-exp only);
             an int reduces over the ``k`` largest.
         kind: ``"logsumexp"``, ``"sum"`` (top-K only) or ``"weighted_logmeanexp"``:
             ``log Σ_j softmax(β L)_j e^{L_j}`` over the columns reduced.
         beta: β >= 0 of ``"weighted_logmeanexp"`` (ignored by the other kinds).
+        temperature: a number or a 0-d tensor (a learnable one gets its gradient).
 
     Returns:
         ``(A,)`` reductions.
@@ -247,7 +301,10 @@ def reduce_similarities(
         True
     """
     _check_kind(kind, beta)
-    return _ReduceSimilarities.apply(query, candidates, excluded, k, kind, float(beta))
+    symmetric = query is candidates
+    return _ReduceSimilarities.apply(
+        query, candidates, excluded, k, kind, float(beta), temperature, symmetric
+    )
 
 
 def reduce_logits(
