@@ -26,9 +26,11 @@ These nodes keep one:
   gradient;
 - backward: the gradient of the logits is the saved softmax (all columns) or a scatter of K
   weights into zeros (top-K: exactly zero elsewhere), and each row's incoming gradient scales
-  the rows of the ``(A, d)`` operands and results, not the ``(A, C)`` weights; then the two
-  products of the similarity product's own backward, or one when the candidates are the
-  query itself (SimCLR on one device: ``dZ = (G + G^T) Z / τ``). The temperature enters the
+  the rows of the ``(A, d)`` operands and results, not the ``(A, C)`` weights (over all
+  columns: no ``(A, C)`` pass at all); then the two products of the similarity product's own
+  backward, or one for the top K when the candidates are the query itself (SimCLR on one
+  device: ``dZ = (G + G^T) Z / τ``, the K entries of each row scattered by row and by
+  column). The temperature enters the
   node as an argument, so that its gradient (a learnable τ) comes from the same products.
 
 No host synchronisation: every shape is known from the arguments.
@@ -185,6 +187,22 @@ def _unit_row_gradient(
     return zeros.scatter_(1, index, picked if weights is None else weights)
 
 
+def _symmetrized_top_k_gradient(
+    grad_out: Tensor, weights: Tensor | None, index: Tensor, shape: torch.Size
+) -> Tensor:
+    """``G + G^T`` for the top-K logits' gradient ``G`` of a square ``(A, A)`` similarity
+    matrix: its ``A K`` entries scattered by row, then added by column, into one buffer of
+    zeros (no transposed copy of an ``(A, A)`` matrix)."""
+    grad_row = grad_out.unsqueeze(1)
+    picked = grad_row.expand(index.shape) if weights is None else weights * grad_row
+    both = torch.zeros(shape, dtype=grad_out.dtype, device=grad_out.device)
+    both.scatter_(1, index, picked)
+    rows = torch.arange(shape[0], device=index.device).unsqueeze(1)
+    transposed = (index * shape[1] + rows).flatten()  # G[i, j] added at (j, i)
+    both.view(-1).index_add_(0, transposed, picked.reshape(-1))
+    return both
+
+
 def _scaled(query: Tensor, temperature: float | Tensor) -> Tensor:
     return (
         query if isinstance(temperature, (int, float)) and temperature == 1 else query / temperature
@@ -226,19 +244,20 @@ class _ReduceSimilarities(torch.autograd.Function):
         needs_temperature = ctx.needs_input_grad[6]
         grad_query = grad_candidates = grad_temperature = None
         grad_row = grad_out.unsqueeze(1)
-        if ctx.symmetric:
-            # L = Z Z^T / tau: dZ = (G + G^T) Z / tau with G the logits' gradient, one product
-            # (the transpose made contiguous first: a strided operand is slower than the copy).
-            grad_logits = _logit_gradient(grad_out, weights, index, ctx.shape)
-            grad_logits.add_(grad_logits.T.contiguous())
-            both = grad_logits @ query
+        if ctx.symmetric and index is not None:
+            # L = Z Z^T / tau over the top K: dZ = (G + G^T) Z / tau, one product; G + G^T is
+            # built by scattering the A K entries twice (by row, by column) into the zeros
+            # that the top-K gradient needs anyway.
+            both = _symmetrized_top_k_gradient(grad_out, weights, index, ctx.shape) @ query
             if needs_query or needs_candidates:
                 grad_query = _scaled(both, temperature)
             if needs_temperature:  # sum_ij G_ij z_i.z_j = 1/2 sum_i z_i.((G + G^T) Z)_i
                 grad_temperature = -0.5 * (both * query).sum() / (temperature * temperature)
             return grad_query, None, None, None, None, None, grad_temperature, None
         # The incoming gradient of each row scales rows of (A, d) operands and results, never
-        # the (A, C) weights: dQ = g * (W C) / tau, dC = W^T (g * Q / tau).
+        # the (A, C) weights: dQ = g * (W C) / tau, dC = W^T (g * Q / tau). Over all columns
+        # of a square matrix this beats (G + G^T) Z: two products and no (A, A) pass, where
+        # G + G^T needs a transposed copy that costs as much as a product on a CPU.
         unit = _unit_row_gradient(weights, index, ctx.shape, query)
         if needs_query or needs_temperature:
             grad_scaled = (unit @ candidates).mul_(grad_row)
@@ -282,7 +301,7 @@ def reduce_similarities(
     Args:
         query: ``(A, d)`` rows.
         candidates: ``(C, d)``; when it is ``query`` itself (SimCLR on one device), the
-            backward is one product, ``dZ = (G + G^T) Z / temperature``.
+            top-K backward is one product, ``dZ = (G + G^T) Z / temperature``.
         excluded: ``(A, e)`` column indices per row that are set to ``-inf`` (not negatives).
         k: ``None`` reduces over every column that is not excluded (log-sum-exp only);
             an int reduces over the ``k`` largest.

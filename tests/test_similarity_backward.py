@@ -1,5 +1,5 @@
-"""The similarity node's backward: one product when the candidates are the query itself
-(SimCLR on one device), the incoming gradient of each row applied on the (A, d) side, and the
+"""The similarity node's backward: one product over the top K when the candidates are the query
+itself (SimCLR on one device), the incoming gradient of each row applied on the (A, d) side, and the
 temperature inside the node; each against plain float64 autograd of the definition."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _temperature(learnable: bool):
 
 @pytest.mark.parametrize("k, kind", KINDS)
 @pytest.mark.parametrize("learnable", [False, True])
-def test_one_product_backward_when_the_candidates_are_the_query(k, kind, learnable):
+def test_backward_when_the_candidates_are_the_query(k, kind, learnable):
     torch.manual_seed(0)
     z = torch.randn(10, 4, dtype=torch.float64, requires_grad=True)
     temperature = _temperature(learnable)
