@@ -80,6 +80,20 @@ def top_k_indices(values: Tensor, k: int) -> Tensor:
     return torch.from_numpy(out)
 
 
+def bottom_k_indices(values: Tensor, k: int) -> Tensor:
+    """Column indices ``(A, k)`` of the ``k`` smallest entries of each row, in no order (the
+    selection of :func:`top_k_indices`, from the other end)."""
+    if values.device.type != "cpu" or values.dtype not in (torch.float32, torch.float64):
+        return values.topk(k, dim=1, largest=False, sorted=False).indices
+    array = values.detach().contiguous().numpy()
+    out = np.empty((array.shape[0], k), dtype=np.int64)
+    rows = max(1, _SELECTION_CHUNK_ELEMENTS // max(1, values.shape[1]))
+    for start in range(0, array.shape[0], rows):
+        chunk = array[start : start + rows]
+        out[start : start + rows] = np.argpartition(chunk, k - 1, axis=1)[:, :k]
+    return torch.from_numpy(out)
+
+
 def top_k_values(values: Tensor, k: int) -> Tensor:
     """The ``k`` largest entries of each row, ``(A, k)``, in no order; no gradient.
 
@@ -153,6 +167,14 @@ def _reduce_rows(
         top, argmax = logits.max(dim=1, keepdim=True)
         lse, weights = _log_softmax_norm(logits, top, argmax)
         return lse.squeeze(1), weights, None
+    if kind != SUM and 2 * k > logits.shape[1]:
+        # Most columns kept (MoCo's K = 4095 of 4096): the C - K smallest are set to -inf
+        # instead, the same set, reduced over all columns: no (A, K) gather, index or scatter.
+        drop = logits.shape[1] - k
+        if drop:
+            logits = logits if owned else logits.clone()
+            logits.scatter_(1, bottom_k_indices(logits, drop), float("-inf"))
+        return _reduce_rows(logits, None, kind, beta, k, owned=True)
     index = top_k_indices(logits, k)
     values = logits.gather(1, index)
     if kind == WEIGHTED_LOGMEANEXP:

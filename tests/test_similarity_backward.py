@@ -9,9 +9,19 @@ import torch
 from torch.nn import functional as F
 
 from lightly_temperature import HardContrastiveLoss, HardSimpleLoss, SimpleLoss
-from lightly_temperature.kernels import LOGSUMEXP, SUM, WEIGHTED_LOGMEANEXP, reduce_similarities
+from lightly_temperature.kernels import (
+    LOGSUMEXP,
+    SUM,
+    WEIGHTED_LOGMEANEXP,
+    reduce_logits,
+    reduce_similarities,
+)
 
+# k = 7 of 8 to 10 columns: most columns kept, reduced as "all but the smallest" (same set).
 KINDS = [
+    (7, LOGSUMEXP),
+    (7, WEIGHTED_LOGMEANEXP),
+    (7, SUM),
     (None, LOGSUMEXP),
     (5, LOGSUMEXP),
     (5, SUM),
@@ -79,6 +89,39 @@ def test_row_gradient_on_the_query_side_equals_autograd(k, kind, learnable, cand
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("k", [5, 7, 8, 9])
+@pytest.mark.parametrize("kind", [LOGSUMEXP, WEIGHTED_LOGMEANEXP])
+def test_most_columns_kept_equals_the_top_k_definition(k, kind):
+    """k > C / 2: the C - k smallest columns set to -inf and the row reduced over all columns
+    is the same reduction as over the top k (value, gradients), also on logits given."""
+    torch.manual_seed(2)
+    query = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    candidates = torch.randn(9, 4, dtype=torch.float64, requires_grad=True)
+    weights = torch.rand(6, dtype=torch.float64)
+    out = reduce_similarities(query, candidates, None, k, kind, 0.7, temperature=0.3)
+    grads = torch.autograd.grad((out * weights).sum(), [query, candidates])
+    ref = _reference(query, candidates, None, k, kind, 0.7, 0.3)
+    expected = torch.autograd.grad((ref * weights).sum(), [query, candidates])
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    logits = ((query / 0.3) @ candidates.T).detach()
+    logits[:, 2] = float("-inf")  # not a negative: never kept while k <= 8 finite columns
+    logits.requires_grad_(True)
+    kept = min(k, 8)
+    value = reduce_logits(logits, kept, kind, 0.7)
+    (grad,) = torch.autograd.grad((value * weights).sum(), [logits])
+    top = logits.topk(kept, dim=1).values
+    if kind == LOGSUMEXP:
+        ref_value = torch.logsumexp(top, 1)
+    else:
+        ref_value = torch.log((torch.softmax(0.7 * top, 1) * torch.exp(top)).sum(1))
+    (ref_grad,) = torch.autograd.grad((ref_value * weights).sum(), [logits])
+    torch.testing.assert_close(value, ref_value, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-12)
+    assert (grad[:, 2] == 0).all()
+
+
 def _float64_loss(out0, out1, tau, k, bank=None, linear=False):
     """The hard contrastive (or hard Simple) loss from its definition, in float64."""
     z0, z1 = F.normalize(out0, dim=1), F.normalize(out1, dim=1)
@@ -107,11 +150,14 @@ def _float64_loss(out0, out1, tau, k, bank=None, linear=False):
 
 
 @pytest.mark.parametrize("mode", ["simclr", "moco"])
-@pytest.mark.parametrize("k", [None, 7])
+@pytest.mark.parametrize("k", [None, 7, "most"])
 @pytest.mark.parametrize("linear", [False, True])
 def test_losses_match_float64_in_value_and_gradient(mode, k, linear):
-    """Through the loss classes: the SimCLR path (one product) and the MoCo path, all and
-    top-K negatives, against float64, for a plain and a learnable temperature."""
+    """Through the loss classes: the SimCLR path (one product) and the MoCo path, all,
+    top-K and all but the two least similar negatives, against float64, for a plain and a
+    learnable temperature."""
+    if k == "most":
+        k = 48 if mode == "moco" else 20  # of 50 and 22 negatives
     if linear and k is None:
         make = lambda **kw: SimpleLoss(**kw)  # noqa: E731
     elif linear:
