@@ -30,8 +30,10 @@ These nodes keep one:
   columns: no ``(A, C)`` pass at all); then the two products of the similarity product's own
   backward, or one for the top K when the candidates are the query itself (SimCLR on one
   device: ``dZ = (G + G^T) Z / τ``, the K entries of each row scattered by row and by
-  column). The temperature enters the
-  node as an argument, so that its gradient (a learnable τ) comes from the same products.
+  column). The temperature enters the node as an argument, so that its gradient (a learnable
+  τ) comes from the same products.
+- top-K with most columns kept (K > C/2): the C - K smallest of each row are set to ``-inf``
+  and the row is reduced over all columns (the same set, no ``(A, K)`` index or scatter).
 
 No host synchronisation: every shape is known from the arguments.
 """
