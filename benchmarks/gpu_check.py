@@ -270,7 +270,14 @@ def train_part(device: torch.device, sizes: Sizes, root: Path) -> list[list[str]
         )
         loader = DataLoader(data, batch_size=sizes.batch, shuffle=True, drop_last=True)
         start = time.perf_counter()
-        trainer.fit(module, loader)
+        try:
+            trainer.fit(module, loader)
+        except RuntimeError as error:  # a synchronisation in a guarded region, among others
+            guard.teardown(trainer, module, "fit")
+            message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            rows.append([method, f"FAILED at step {trainer.global_step}: {message}"] + [""] * 5)
+            print(" | ".join(rows[-1]), flush=True)
+            continue
         seconds = time.perf_counter() - start
         if trainer.global_step != sizes.steps:
             raise RuntimeError(f"{method} stopped at step {trainer.global_step} of {sizes.steps}")
@@ -451,6 +458,10 @@ def main(argv: list[str] | None = None) -> int:
         args.output.write_text(report + "\n")
     if not args.dry_run and elapsed > TIME_LIMIT_S:
         print(f"NOTE: the run took {elapsed:.0f} s, over its {TIME_LIMIT_S} s budget")
+    failed = [row[0] for row in train_rows if row[1].startswith("FAILED")]
+    if failed:
+        print(f"FAILED: training of {', '.join(failed)} (see table (a))")
+        return 1
     return 0
 
 

@@ -109,3 +109,24 @@ def test_gpu_check_dry_run_guards_the_loss_and_monitor_paths(tmp_path, monkeypat
 def test_gpu_check_guard_raises_on_a_synchronisation():
     script = load_script(BENCHMARKS / "gpu_check.py")
     assert script.guard_is_effective(torch.device("cuda"))
+
+
+def test_gpu_check_reports_a_synchronisation_in_a_guarded_region(tmp_path, monkeypatch, capsys):
+    """A synchronisation inside the guard (simulated: the CPU has no sync-debug mode) makes the
+    check fail with the module named, after the other parts still ran."""
+    script = load_script(BENCHMARKS / "gpu_check.py")
+    calls = {"n": 0}
+
+    @contextlib.contextmanager
+    def failing_region(device):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the second step's loss call of the first module
+            raise RuntimeError("called a synchronizing CUDA operation")
+        yield
+
+    monkeypatch.setattr(script, "sync_errors", failing_region)
+    assert script.main(["--dry-run", "--root", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "| SimCLR | FAILED at step 1: called a synchronizing CUDA operation |" in out
+    assert "FAILED: training of SimCLR" in out
+    assert "| MoCo | 4 | 4 / 4 |" in out and "top-10 negatives" in out
