@@ -10,7 +10,9 @@ Three parts, each printed as a markdown table for docs/benchmarks.md:
     the step's backward run under ``torch.cuda.set_sync_debug_mode("error")``: any operation
     there that waits for the device raises. Before training, the guard is shown to raise on a
     deliberate ``.item()``, so that a clean run means something. Outside the guard, by design:
-    the monitor's one read-back per logging step and Lightning's own logging.
+    the monitor's one read-back per logging step and Lightning's own logging. A synchronisation
+    in a guarded region ends that module's training: its row says FAILED with the error, the
+    other parts still run, and the exit status is 1.
 (b) losses: forward+backward time (paired ratios, interleaved) and peak memory
     (``torch.cuda.max_memory_allocated``) against Lightly's ``NTXentLoss`` at SimCLR batch 1024,
     4096, 8192 and MoCo with a 65,536-entry bank and K = 4095.
