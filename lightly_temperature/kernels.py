@@ -24,9 +24,16 @@ These nodes keep one:
   kept); the importance-weighted kind is ``lse((1+β)L) - lse(βL)``, two softmaxes of the same
   logits, and keeps their combination ``(1+β) softmax((1+β)L) - β softmax(βL)``, its exact
   gradient;
-- backward: the gradient of the logits is the saved softmax times the incoming gradient (all
-  columns) or a scatter of K weights into zeros (top-K: exactly zero elsewhere), then (for
-  the similarity product) the two matrix products of the product's own backward.
+- backward: the gradient of the logits is the saved softmax (all columns) or a scatter of K
+  weights into zeros (top-K: exactly zero elsewhere), and each row's incoming gradient scales
+  the rows of the ``(A, d)`` operands and results, not the ``(A, C)`` weights (over all
+  columns: no ``(A, C)`` pass at all); then the two products of the similarity product's own
+  backward, or one for the top K when the candidates are the query itself (SimCLR on one
+  device: ``dZ = (G + G^T) Z / τ``, the K entries of each row scattered by row and by
+  column). The temperature enters the node as an argument, so that its gradient (a learnable
+  τ) comes from the same products.
+- top-K with most columns kept (K > C/2): the C - K smallest of each row are set to ``-inf``
+  and the row is reduced over all columns (the same set, no ``(A, K)`` index or scatter).
 
 No host synchronisation: every shape is known from the arguments.
 """
@@ -72,6 +79,20 @@ def top_k_indices(values: Tensor, k: int) -> Tensor:
     for start in range(0, array.shape[0], rows):
         chunk = array[start : start + rows]
         out[start : start + rows] = np.argpartition(chunk, n - k, axis=1)[:, n - k :]
+    return torch.from_numpy(out)
+
+
+def bottom_k_indices(values: Tensor, k: int) -> Tensor:
+    """Column indices ``(A, k)`` of the ``k`` smallest entries of each row, in no order (the
+    selection of :func:`top_k_indices`, from the other end)."""
+    if values.device.type != "cpu" or values.dtype not in (torch.float32, torch.float64):
+        return values.topk(k, dim=1, largest=False, sorted=False).indices
+    array = values.detach().contiguous().numpy()
+    out = np.empty((array.shape[0], k), dtype=np.int64)
+    rows = max(1, _SELECTION_CHUNK_ELEMENTS // max(1, values.shape[1]))
+    for start in range(0, array.shape[0], rows):
+        chunk = array[start : start + rows]
+        out[start : start + rows] = np.argpartition(chunk, k - 1, axis=1)[:, :k]
     return torch.from_numpy(out)
 
 
@@ -148,6 +169,14 @@ def _reduce_rows(
         top, argmax = logits.max(dim=1, keepdim=True)
         lse, weights = _log_softmax_norm(logits, top, argmax)
         return lse.squeeze(1), weights, None
+    if kind != SUM and 2 * k > logits.shape[1]:
+        # Most columns kept (MoCo's K = 4095 of 4096): the C - K smallest are set to -inf
+        # instead, the same set, reduced over all columns: no (A, K) gather, index or scatter.
+        drop = logits.shape[1] - k
+        if drop:
+            logits = logits if owned else logits.clone()
+            logits.scatter_(1, bottom_k_indices(logits, drop), float("-inf"))
+        return _reduce_rows(logits, None, kind, beta, k, owned=True)
     index = top_k_indices(logits, k)
     values = logits.gather(1, index)
     if kind == WEIGHTED_LOGMEANEXP:
@@ -170,6 +199,40 @@ def _logit_gradient(
     return zeros.scatter_(1, index, picked)
 
 
+def _unit_row_gradient(
+    weights: Tensor | None, index: Tensor | None, shape: torch.Size, like: Tensor
+) -> Tensor:
+    """The gradient of the logits for an incoming gradient of 1 per row: the saved softmax
+    itself (no ``(A, C)`` pass), or the K weights (ones for a sum) scattered into zeros."""
+    if index is None:
+        return weights
+    picked = torch.ones(index.shape, dtype=like.dtype, device=like.device)
+    zeros = torch.zeros(shape, dtype=like.dtype, device=like.device)
+    return zeros.scatter_(1, index, picked if weights is None else weights)
+
+
+def _symmetrized_top_k_gradient(
+    grad_out: Tensor, weights: Tensor | None, index: Tensor, shape: torch.Size
+) -> Tensor:
+    """``G + G^T`` for the top-K logits' gradient ``G`` of a square ``(A, A)`` similarity
+    matrix: its ``A K`` entries scattered by row, then added by column, into one buffer of
+    zeros (no transposed copy of an ``(A, A)`` matrix)."""
+    grad_row = grad_out.unsqueeze(1)
+    picked = grad_row.expand(index.shape) if weights is None else weights * grad_row
+    both = torch.zeros(shape, dtype=grad_out.dtype, device=grad_out.device)
+    both.scatter_(1, index, picked)
+    rows = torch.arange(shape[0], device=index.device).unsqueeze(1)
+    transposed = (index * shape[1] + rows).flatten()  # G[i, j] added at (j, i)
+    both.view(-1).index_add_(0, transposed, picked.reshape(-1))
+    return both
+
+
+def _scaled(query: Tensor, temperature: float | Tensor) -> Tensor:
+    return (
+        query if isinstance(temperature, (int, float)) and temperature == 1 else query / temperature
+    )
+
+
 class _ReduceSimilarities(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
@@ -180,25 +243,55 @@ class _ReduceSimilarities(torch.autograd.Function):
         k: int | None,
         kind: str,
         beta: float,
+        temperature: float | Tensor,
+        symmetric: bool,
     ) -> Tensor:
-        logits = query @ candidates.T
+        logits = _scaled(query, temperature) @ candidates.T
         count = logits.shape[1]
         if excluded is not None:
             logits.scatter_(1, excluded, float("-inf"))
             count -= excluded.shape[1]  # distinct columns per row (the anchor, its positive)
         out, weights, index = _reduce_rows(logits, k, kind, beta, count, owned=True)
         ctx.shape = logits.shape
-        ctx.save_for_backward(query, candidates, weights, index)
+        ctx.symmetric = symmetric
+        ctx.temperature = temperature if not isinstance(temperature, Tensor) else None
+        saved_temperature = temperature if isinstance(temperature, Tensor) else None
+        ctx.save_for_backward(query, candidates, weights, index, saved_temperature)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        query, candidates, weights, index = ctx.saved_tensors
-        grad_logits = _logit_gradient(grad_out, weights, index, ctx.shape)
-        grad_query = grad_logits @ candidates if ctx.needs_input_grad[0] else None
-        grad_candidates = grad_logits.T @ query if ctx.needs_input_grad[1] else None
-        return grad_query, grad_candidates, None, None, None, None
+        query, candidates, weights, index, saved_temperature = ctx.saved_tensors
+        temperature = saved_temperature if saved_temperature is not None else ctx.temperature
+        needs_query, needs_candidates = ctx.needs_input_grad[:2]
+        needs_temperature = ctx.needs_input_grad[6]
+        grad_query = grad_candidates = grad_temperature = None
+        grad_row = grad_out.unsqueeze(1)
+        if ctx.symmetric and index is not None:
+            # L = Z Z^T / tau over the top K: dZ = (G + G^T) Z / tau, one product; G + G^T is
+            # built by scattering the A K entries twice (by row, by column) into the zeros
+            # that the top-K gradient needs anyway.
+            both = _symmetrized_top_k_gradient(grad_out, weights, index, ctx.shape) @ query
+            if needs_query or needs_candidates:
+                grad_query = _scaled(both, temperature)
+            if needs_temperature:  # sum_ij G_ij z_i.z_j = 1/2 sum_i z_i.((G + G^T) Z)_i
+                grad_temperature = -0.5 * (both * query).sum() / (temperature * temperature)
+            return grad_query, None, None, None, None, None, grad_temperature, None
+        # The incoming gradient of each row scales rows of (A, d) operands and results, never
+        # the (A, C) weights: dQ = g * (W C) / tau, dC = W^T (g * Q / tau). Over all columns
+        # of a square matrix this beats (G + G^T) Z: two products and no (A, A) pass, where
+        # G + G^T needs a transposed copy that costs as much as a product on a CPU.
+        unit = _unit_row_gradient(weights, index, ctx.shape, query)
+        if needs_query or needs_temperature:
+            grad_scaled = (unit @ candidates).mul_(grad_row)
+            if needs_query:
+                grad_query = _scaled(grad_scaled, temperature)
+            if needs_temperature:
+                grad_temperature = -(grad_scaled * query).sum() / (temperature * temperature)
+        if needs_candidates:
+            grad_candidates = unit.T @ (_scaled(query, temperature) * grad_row)
+        return grad_query, grad_candidates, None, None, None, None, grad_temperature, None
 
 
 class _ReduceLogits(torch.autograd.Function):
@@ -224,18 +317,22 @@ def reduce_similarities(
     k: int | None = None,
     kind: str = LOGSUMEXP,
     beta: float = 0.0,
+    temperature: float | Tensor = 1.0,
 ) -> Tensor:
-    """Per-row reduction of ``L = query @ candidates.T`` over the columns that are not excluded.
+    """Per-row reduction of ``L = (query / temperature) @ candidates.T`` over the columns that
+    are not excluded.
 
     Args:
-        query: ``(A, d)`` rows (already scaled by 1/tau for a log-sum-exp).
-        candidates: ``(C, d)``.
+        query: ``(A, d)`` rows.
+        candidates: ``(C, d)``; when it is ``query`` itself (SimCLR on one device), the
+            top-K backward is one product, ``dZ = (G + G^T) Z / temperature``.
         excluded: ``(A, e)`` column indices per row that are set to ``-inf`` (not negatives).
         k: ``None`` reduces over every column that is not excluded (log-sum-exp only);
             an int reduces over the ``k`` largest.
         kind: ``"logsumexp"``, ``"sum"`` (top-K only) or ``"weighted_logmeanexp"``:
             ``log Σ_j softmax(β L)_j e^{L_j}`` over the columns reduced.
         beta: β >= 0 of ``"weighted_logmeanexp"`` (ignored by the other kinds).
+        temperature: a number or a 0-d tensor (a learnable one gets its gradient).
 
     Returns:
         ``(A,)`` reductions.
@@ -247,7 +344,10 @@ def reduce_similarities(
         True
     """
     _check_kind(kind, beta)
-    return _ReduceSimilarities.apply(query, candidates, excluded, k, kind, float(beta))
+    symmetric = query is candidates
+    return _ReduceSimilarities.apply(
+        query, candidates, excluded, k, kind, float(beta), temperature, symmetric
+    )
 
 
 def reduce_logits(

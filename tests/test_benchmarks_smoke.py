@@ -6,6 +6,8 @@ the test importing torch and Lightly again.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -69,3 +71,77 @@ def test_results_go_to_the_output_file_only(run_quick, tmp_path):
     assert len(table) == 4 and all(line in text for line in table)
     run_quick("bench_metrics", "--output", str(output))
     assert output.read_text().count("\n## Metrics: time and memory against the floor (") == 2
+
+
+def test_gpu_check_dry_run_guards_the_loss_and_monitor_paths(tmp_path, monkeypatch, capsys):
+    """The GPU check on the CPU at toy sizes: every part runs, the loss's calls and backwards
+    enter the guarded region, and the monitor's observation happens inside it."""
+    from lightly_temperature.callbacks import hardness_monitor
+
+    docs = ROOT / "docs" / "benchmarks.md"
+    before = docs.read_text()
+    script = load_script(BENCHMARKS / "gpu_check.py")
+    state = {"inside": False, "regions": 0, "observed_inside": 0, "observed_outside": 0}
+    real_region = script.sync_errors
+
+    @contextlib.contextmanager
+    def recording_region(device):
+        with real_region(device):
+            state["inside"], state["regions"] = True, state["regions"] + 1
+            try:
+                yield
+            finally:
+                state["inside"] = False
+
+    observe = hardness_monitor.observe_similarities
+
+    def recording_observe(*args, **kwargs):
+        state["observed_inside" if state["inside"] else "observed_outside"] += 1
+        return observe(*args, **kwargs)
+
+    monkeypatch.setattr(script, "sync_errors", recording_region)
+    monkeypatch.setattr(hardness_monitor, "observe_similarities", recording_observe)
+    output = tmp_path / "gpu.md"
+    assert script.main(["--dry-run", "--output", str(output), "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    steps = script.DRY.steps
+    assert state["regions"] == 2 * 2 * steps  # two modules, a loss call and a backward per step
+    assert state["observed_inside"] == 2 * (steps // script.DRY.log_every)
+    assert state["observed_outside"] == 0
+    report = output.read_text()
+    assert report in out and "Dry run" in report
+    for module in ("SimCLR", "MoCo"):
+        row = next(line for line in report.splitlines() if line.startswith(f"| {module} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == str(steps) and cells[2] == f"{steps} / {steps}"
+        assert int(cells[3]) == steps // script.DRY.log_every and int(cells[4]) >= 1
+    for name in ("NTXentLoss", "HardContrastive(None)", "HardContrastive(K=", "top-10 negatives"):
+        assert name in report
+    assert docs.read_text() == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_check_guard_raises_on_a_synchronisation():
+    script = load_script(BENCHMARKS / "gpu_check.py")
+    assert script.guard_is_effective(torch.device("cuda"))
+
+
+def test_gpu_check_reports_a_synchronisation_in_a_guarded_region(tmp_path, monkeypatch, capsys):
+    """A synchronisation inside the guard (simulated: the CPU has no sync-debug mode) makes the
+    check fail with the module named, after the other parts still ran."""
+    script = load_script(BENCHMARKS / "gpu_check.py")
+    calls = {"n": 0}
+
+    @contextlib.contextmanager
+    def failing_region(device):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the second step's loss call of the first module
+            raise RuntimeError("called a synchronizing CUDA operation")
+        yield
+
+    monkeypatch.setattr(script, "sync_errors", failing_region)
+    assert script.main(["--dry-run", "--root", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "| SimCLR | FAILED at step 1: called a synchronizing CUDA operation |" in out
+    assert "FAILED: training of SimCLR" in out
+    assert "| MoCo | 4 | 4 / 4 |" in out and "top-10 negatives" in out

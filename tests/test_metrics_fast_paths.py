@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lightly_temperature.metrics import uniformity_loss
-from lightly_temperature.metrics.similarities import _top_k_values
+from lightly_temperature.metrics.similarities import _top_k_column_values, _top_k_values
 
 
 @pytest.mark.parametrize("width, k", [(80, 10), (1003, 10), (4099, 3), (650, 1), (30, 10)])
@@ -18,6 +18,17 @@ def test_grouped_top_k_equals_topk(width, k):
     sims[4] = sims[4].round(decimals=1)  # many ties
     got = _top_k_values(sims, k, sorted=True)
     torch.testing.assert_close(got, sims.topk(k, dim=1).values, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("rows, k", [(80, 10), (1003, 10), (4099, 3), (650, 1), (30, 10)])
+def test_grouped_top_k_down_the_columns_equals_topk_of_the_transpose(rows, k):
+    g = torch.Generator().manual_seed(rows)
+    sims = torch.rand(rows, 17, generator=g) * 2 - 1
+    sims[5, :] = float("-inf")
+    sims[-1, 3] = 5.0  # the largest entry in the left-over rows
+    sims[:, 4] = sims[:, 4].round(decimals=1)  # many ties
+    got = _top_k_column_values(sims, k).sort(dim=1, descending=True).values
+    torch.testing.assert_close(got, sims.T.topk(k, dim=1).values, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64])

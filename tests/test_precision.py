@@ -4,6 +4,7 @@ at least as close to float64 as Lightly's NTXentLoss in every regime."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -136,3 +137,31 @@ def test_value_and_gradient_at_least_as_close_to_float64_as_ntxent(mode, tau):
             assert value_ours < value_theirs / 10, (batch, noise, seed, errors)
         if reference.item() > 1e-30:  # representable in float32: close in relative terms
             assert value_ours < 1e-4, (batch, noise, seed, errors)
+
+
+def test_moco_bank_of_the_anchor_itself_gives_log_2_as_closely_as_ntxent():
+    """A bank of one entry equal to the anchor, the positive equal too, tau = 0.1: the loss is
+    log 2 exactly, and only the rounding of the positive's and the negative's products (the
+    same vector, computed by different products) moves it. Seeded sweep of random unit vectors,
+    dims 2..128 and several batch sizes, against NTXentLoss on the same inputs: no more cases
+    beyond NTXentLoss's own tolerance for this value (6.9e-7), no larger worst error, and at
+    most two float32 roundings of a logit of 1/tau = 10 (2 x 4.8e-7 on the loss): the positive's
+    logit is rounded once from float64."""
+    log_2 = math.log(2.0)
+    worst = {"ntxent": 0.0, "ours": 0.0}
+    beyond = {"ntxent": 0, "ours": 0}
+    for dim, batch, seed in itertools.product(range(2, 129), [1, 2, 4, 8, 16], range(4)):
+        g = torch.Generator().manual_seed(1000 * dim + 10 * batch + seed)
+        unit = torch.nn.functional.normalize(torch.randn(1, dim, generator=g), dim=1)
+        out0 = unit.repeat(batch, 1)
+        for name, cls in (("ntxent", NTXentLoss), ("ours", HardContrastiveLoss)):
+            kwargs = {"hard_negatives": None} if cls is HardContrastiveLoss else {}
+            loss_fn = cls(0.1, memory_bank_size=(1, dim), **kwargs)
+            loss_fn.memory_bank.bank.copy_(torch.nn.functional.normalize(unit, dim=1))
+            with torch.no_grad():
+                error = abs(loss_fn(out0, out0.clone()).item() - log_2)
+            worst[name] = max(worst[name], error)
+            beyond[name] += error > 6.9e-7
+    assert worst["ours"] <= worst["ntxent"], worst
+    assert beyond["ours"] <= beyond["ntxent"], beyond
+    assert worst["ours"] <= 1.0e-6, worst

@@ -38,10 +38,13 @@ class PairLayout:
         anchors: ``(A, d)`` anchor rows.
         candidates: ``(C, d)`` rows compared with every anchor (both views of the batch, or the
             memory bank).
-        positive: ``(A,)`` cosine similarity of each anchor to its positive.
+        positive: ``(A,)`` cosine similarity of each anchor to its positive (rounded once from
+            ``positive_exact``).
         self_col / pos_col: ``(A,)`` candidate column of the anchor itself and of its positive
             (SimCLR mode); ``None`` in MoCo mode, where every candidate is a negative.
         num_negatives: real negatives per anchor.
+        positive_exact: the same similarities accumulated in float64 (see
+            :meth:`positive_logits`).
     """
 
     anchors: Tensor
@@ -50,6 +53,16 @@ class PairLayout:
     self_col: Tensor | None
     pos_col: Tensor | None
     num_negatives: int
+    positive_exact: Tensor
+
+    def positive_logits(self, temperature: float | Tensor) -> Tensor:
+        """``positive / temperature``, rounded once from float64 to the anchors' dtype.
+
+        The positive's logit and the negatives' come from different products; each rounded
+        once, a positive equal to a negative (a bank entry that is the anchor's own key) gives
+        the same logit up to the negatives' product's own rounding.
+        """
+        return (self.positive_exact / temperature).to(self.anchors.dtype)
 
     def excluded(self, positive_too: bool) -> Tensor | None:
         """``(A, e)`` candidate columns that are not negatives: the anchor itself, and its
@@ -92,8 +105,14 @@ def in_batch_layout(out0: Tensor, out1: Tensor, gather_distributed: bool) -> Pai
     self_col = torch.where(rows < n, local, local + m)
     pos_col = torch.where(rows < n, local + m, local)
     # s(out0_i, out1_i) is the positive of both anchors (elementwise products commute).
-    positive = (out0 * out1).sum(dim=1).repeat(2)
-    return PairLayout(anchors, candidates, positive, self_col, pos_col, 2 * m - 2)
+    exact = _exact_dot(out0, out1).repeat(2)
+    positive = exact.to(out0.dtype)
+    return PairLayout(anchors, candidates, positive, self_col, pos_col, 2 * m - 2, exact)
+
+
+def _exact_dot(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise dot products accumulated in float64 (``(A, d)``: negligible next to a product)."""
+    return (a.double() * b.double()).sum(dim=1)
 
 
 def memory_bank_layout(out0: Tensor, out1: Tensor, bank: Tensor) -> PairLayout:
@@ -104,8 +123,8 @@ def memory_bank_layout(out0: Tensor, out1: Tensor, bank: Tensor) -> PairLayout:
             f"embeddings are {out0.shape[1]}-d: use memory_bank_size="
             f"({bank.shape[0]}, {out0.shape[1]})"
         )
-    positive = (out0 * out1).sum(dim=1)
-    return PairLayout(out0, bank, positive, None, None, bank.shape[0])
+    exact = _exact_dot(out0, out1)
+    return PairLayout(out0, bank, exact.to(out0.dtype), None, None, bank.shape[0], exact)
 
 
 def uses_memory_bank(loss: nn.Module) -> bool:

@@ -54,11 +54,13 @@ class LogSumExpReduction(Reduction):
     """
 
     def __call__(self, layout: PairLayout, k: int | None, temperature: float | Tensor) -> Tensor:
-        # 1/tau is folded into the (A, d) anchors, not applied to the (A, C) logits.
-        query = layout.anchors / temperature
-        positive = layout.positive / temperature
+        # 1/tau is folded into the (A, d) anchors inside the node, not applied to the (A, C)
+        # logits; the node sees the unscaled anchors (one backward product in SimCLR mode).
+        positive = layout.positive_logits(temperature)
         excluded = layout.excluded(positive_too=True)  # only negatives in the log-sum-exp
-        lse = reduce_similarities(query, layout.candidates, excluded, k, LOGSUMEXP)
+        lse = reduce_similarities(
+            layout.anchors, layout.candidates, excluded, k, LOGSUMEXP, temperature=temperature
+        )
         return F.softplus(lse - positive)
 
 
@@ -125,12 +127,17 @@ class ImportanceWeightedReduction(Reduction):
         self.tau_plus = check_class_prior(tau_plus)
 
     def __call__(self, layout: PairLayout, k: int | None, temperature: float | Tensor) -> Tensor:
-        query = layout.anchors / temperature
-        positive = layout.positive / temperature
+        positive = layout.positive_logits(temperature)
         excluded = layout.excluded(positive_too=True)
         num_selected = layout.num_negatives if k is None else k
         log_mean = reduce_similarities(
-            query, layout.candidates, excluded, k, WEIGHTED_LOGMEANEXP, self.beta
+            layout.anchors,
+            layout.candidates,
+            excluded,
+            k,
+            WEIGHTED_LOGMEANEXP,
+            self.beta,
+            temperature=temperature,
         )
         log_count = math.log(num_selected)
         if self.tau_plus == 0:

@@ -63,7 +63,6 @@ def positive_and_top_negative_similarities(
     # Reused buffers: a fresh (c, N) allocation per block costs as much as its product here.
     other_view = torch.empty(width, n, dtype=z0.dtype, device=z0.device)
     same_view = torch.empty(width, width, dtype=z0.dtype, device=z0.device)
-    transposed = torch.empty(width, width, dtype=z0.dtype, device=z0.device)
     # Per row block, the candidates found so far: the k largest of each block of columns.
     found: list[list[Tensor]] = [[] for _ in blocks]
     for b, (start, stop) in enumerate(blocks):
@@ -74,7 +73,8 @@ def positive_and_top_negative_similarities(
         sims[rows, rows + start] = float("-inf")
         _add(found[b], sims, k)
     # The same view: z0 @ z0.T is symmetric, so each block above the diagonal serves the rows
-    # of both its row block and its column block (half the products of the full matrix).
+    # of both its row block and its column block (half the products of the full matrix); the
+    # column block's candidates are selected down the columns, without a transposed copy.
     for b, (start, stop) in enumerate(blocks):
         for c, (col_start, col_stop) in enumerate(blocks[b:], start=b):
             sims = same_view[: stop - start, : col_stop - col_start]
@@ -85,19 +85,21 @@ def positive_and_top_negative_similarities(
                 _add(found[b], sims, k)
             else:
                 _add(found[b], sims, k)
-                flipped = transposed[: col_stop - col_start, : stop - start]
-                flipped.copy_(sims.T)
-                _add(found[c], flipped, k)
+                _add(found[c], sims, k, columns=True)
     top = [torch.cat(parts, dim=1).topk(k, dim=1, sorted=True).values for parts in found]
     return positive, torch.cat(top, dim=0)
 
 
-def _add(parts: list[Tensor], sims: Tensor, k: int, keep: int = 8) -> None:
-    """Adds the k largest of each row of ``sims`` to ``parts``, compacted every few blocks.
+def _add(parts: list[Tensor], sims: Tensor, k: int, keep: int = 8, columns: bool = False) -> None:
+    """Adds the k largest of each row (each column with ``columns``) of ``sims`` to ``parts``,
+    compacted every few blocks.
 
     ``sims`` may be a reused buffer: what is kept is always a new tensor.
     """
-    parts.append(_top_k_values(sims, k) if sims.shape[1] > k else sims.clone())
+    if columns:
+        parts.append(_top_k_column_values(sims, k) if sims.shape[0] > k else sims.T.clone())
+    else:
+        parts.append(_top_k_values(sims, k) if sims.shape[1] > k else sims.clone())
     if len(parts) >= keep:
         merged = torch.cat(parts, dim=1)
         parts[:] = [top_k_values(merged, k) if merged.shape[1] > k else merged]
@@ -128,6 +130,29 @@ def _top_k_values(sims: Tensor, k: int, sorted: bool = False) -> Tensor:
     columns = (chosen.unsqueeze(2) + offsets).flatten(1)  # (rows, k * group)
     candidates = torch.cat([sims.gather(1, columns), sims[:, main:]], dim=1)
     return _select(candidates, k, sorted)
+
+
+def _top_k_column_values(sims: Tensor, k: int) -> Tensor:
+    """``sims.T.topk(k, dim=1).values`` (in no order) without a transposed copy of ``sims``.
+
+    The grouping of :func:`_top_k_values` down the columns: the rows are dealt into groups (an
+    elementwise maximum of contiguous row slices), and only the small ``(groups, columns)``
+    matrix of maxima and the ``k * g`` entries of each column's chosen groups are transposed
+    or gathered. Exact, by the same argument.
+    """
+    rows, width = sims.shape
+    group = max(4, math.isqrt(rows // k))
+    groups = rows // group
+    if groups < 2 * k:  # too few groups to save anything
+        return _select(sims.T.contiguous(), k, False)
+    main = groups * group
+    maxima = sims[:main].unflatten(0, (group, groups)).amax(dim=0)  # (groups, width)
+    chosen = top_k_indices(maxima.T.contiguous(), k)  # (width, k)
+    offsets = torch.arange(group, device=sims.device) * groups
+    row_index = (chosen.unsqueeze(2) + offsets).flatten(1)  # (width, k * group)
+    column_index = torch.arange(width, device=sims.device).unsqueeze(1)
+    candidates = torch.cat([sims[row_index, column_index], sims[main:].T], dim=1)
+    return _select(candidates, k, False)
 
 
 def _select(values: Tensor, k: int, sorted: bool) -> Tensor:

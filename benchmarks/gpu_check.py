@@ -1,0 +1,471 @@
+"""One run on one CUDA GPU that checks what a CPU cannot: no host synchronisation per training
+step, and the losses' and metrics' time and memory against their references on the device.
+
+Three parts, each printed as a markdown table for docs/benchmarks.md:
+
+(a) training: the ready ``SimCLR`` and ``MoCo`` modules (ResNet-18 with the 32x32 stem,
+    ``HardContrastiveLoss`` over the top K) train a few hundred steps in ``bf16-mixed`` on
+    synthetic 32x32 images with ``HardnessMonitor`` and ``TemperatureAnalysis``. The loss's
+    forward (with the monitor's observation, which runs in the loss's forward pre-hook) and
+    the step's backward run under ``torch.cuda.set_sync_debug_mode("error")``: any operation
+    there that waits for the device raises. Before training, the guard is shown to raise on a
+    deliberate ``.item()``, so that a clean run means something. Outside the guard, by design:
+    the monitor's one read-back per logging step and Lightning's own logging. A synchronisation
+    in a guarded region ends that module's training: its row says FAILED with the error, the
+    other parts still run, and the exit status is 1.
+(b) losses: forward+backward time (paired ratios, interleaved) and peak memory
+    (``torch.cuda.max_memory_allocated``) against Lightly's ``NTXentLoss`` at SimCLR batch 1024,
+    4096, 8192 and MoCo with a 65,536-entry bank and K = 4095.
+(c) metrics: uniformity, tolerance and the top-10 negatives on 50,000 and 200,000 x 128
+    embeddings against one N x N x d product plus exp.
+
+``--dry-run`` runs the same code paths on the CPU at toy sizes (the sync-debug mode, which
+needs CUDA, is the one thing skipped; the guarded regions are entered as on the GPU): that is
+how the test suite checks the script.
+
+Usage:
+    python benchmarks/gpu_check.py                    # on a CUDA machine, at most ~8 minutes
+    python benchmarks/gpu_check.py --output gpu.md    # also write the tables to a file
+    python benchmarks/gpu_check.py --dry-run          # CPU, toy sizes (the smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    machine_description,
+    markdown_table,
+    median,
+    paired_ratio,
+    peak_memory,
+    time_interleaved,
+)
+from bench_losses import (  # noqa: E402
+    FLOOR,
+    HARD,
+    INFONCE_FLOOR,
+    PLAIN,
+    REFERENCE,
+    floor_step,
+    infonce_floor_step,
+    loss_step,
+)
+from bench_metrics import FLOOR as METRICS_FLOOR  # noqa: E402
+from bench_metrics import floor_step as metrics_floor_step  # noqa: E402
+from bench_metrics import make_data  # noqa: E402
+from lightly.loss import NTXentLoss  # noqa: E402
+
+from lightly_temperature import (  # noqa: E402
+    HardContrastiveLoss,
+    HardnessMonitor,
+    MoCo,
+    SimCLR,
+    TemperatureAnalysis,
+    metrics,
+)
+from lightly_temperature.models.backbones import resnet18_backbone  # noqa: E402
+
+TIME_LIMIT_S = 8 * 60
+
+
+class Sizes(NamedTuple):
+    """What each part runs: the real run's sizes or the dry run's toy ones."""
+
+    steps: int  # training steps per module
+    batch: int  # training batch
+    images: int  # synthetic training images
+    probe: int  # TemperatureAnalysis's probe images
+    bank: int  # MoCo training bank
+    train_k: int  # hard negatives while training
+    loss_batches: tuple[int, ...]  # SimCLR batches of part (b)
+    moco: tuple[int, int, int]  # (batch, bank, K) of part (b)
+    metric_sizes: tuple[int, ...]  # N of part (c)
+    repeats: int
+    log_every: int  # HardnessMonitor's logging steps
+    analysis_every: int  # TemperatureAnalysis's epochs
+
+
+REAL = Sizes(
+    steps=300,
+    batch=256,
+    images=4096,
+    probe=1024,
+    bank=4096,
+    train_k=409,
+    loss_batches=(1024, 4096, 8192),
+    moco=(256, 65536, 4095),
+    metric_sizes=(50_000, 200_000),
+    repeats=7,
+    log_every=10,
+    analysis_every=4,
+)
+DRY = Sizes(
+    steps=4,
+    batch=8,
+    images=16,
+    probe=16,
+    bank=32,
+    train_k=4,
+    loss_batches=(16, 32),
+    moco=(8, 256, 15),
+    metric_sizes=(300, 600),
+    repeats=2,
+    log_every=2,
+    analysis_every=1,
+)
+
+
+# --- (a) training under the sync guard ---------------------------------------------------------
+
+
+class SyncGuard(pl.Callback):
+    """Runs the loss's forward (its pre-hooks, the monitor's included) and the step's backward
+    under ``torch.cuda.set_sync_debug_mode("error")``, and counts the guarded regions entered.
+
+    On a device that is not CUDA the regions are entered and counted the same way; only the
+    mode switch, which needs CUDA, is skipped.
+    """
+
+    def __init__(self) -> None:
+        self.forwards = 0
+        self.backwards = 0
+        self._region: contextlib.ExitStack | None = None
+        self._handles: list[Any] = []
+
+    def _enter(self, device: torch.device) -> None:
+        self._region = contextlib.ExitStack()
+        self._region.enter_context(sync_errors(device))
+
+    def _exit(self) -> None:
+        if self._region is not None:
+            self._region.close()
+            self._region = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        loss = pl_module.criterion
+
+        def before(module: nn.Module, args: tuple) -> None:
+            self.forwards += 1
+            self._enter(pl_module.device)
+
+        def after(module: nn.Module, args: tuple, output: Tensor) -> None:
+            self._exit()
+
+        # prepend: before any other pre-hook, HardnessMonitor's (registered per step) included.
+        self._handles = [
+            loss.register_forward_pre_hook(before, prepend=True),
+            loss.register_forward_hook(after),
+        ]
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._exit()
+        for handle in self._handles:
+            handle.remove()
+
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Tensor
+    ) -> None:
+        self.backwards += 1
+        self._enter(pl_module.device)
+
+    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._exit()
+
+
+@contextlib.contextmanager
+def sync_errors(device: torch.device) -> Iterator[None]:
+    """A region where an operation that synchronises the host with a CUDA device raises."""
+    if device.type != "cuda":
+        yield  # the mode exists only with CUDA: same region, no switch
+        return
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+
+
+def guard_is_effective(device: torch.device) -> bool:
+    """Whether :func:`sync_errors` makes a deliberate synchronisation raise on ``device``."""
+    if device.type != "cuda":
+        return False
+    try:
+        with sync_errors(device):
+            torch.ones(1, device=device).item()
+    except RuntimeError:
+        return True
+    return False
+
+
+class SyntheticViews(Dataset):
+    """Random 32x32 images of ``classes`` prototypes, served as Lightly's ``([v0, v1], label)``;
+    each view is the image plus fresh noise."""
+
+    def __init__(self, n: int, classes: int = 10, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        prototypes = torch.randn(classes, 3, 32, 32, generator=g)
+        self.labels = torch.randint(0, classes, (n,), generator=g)
+        self.images = prototypes[self.labels] + 0.5 * torch.randn(n, 3, 32, 32, generator=g)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[list[Tensor], Tensor]:
+        image = self.images[i]
+        views = [image + 0.3 * torch.randn_like(image) for _ in range(2)]
+        return views, self.labels[i]
+
+
+def build_module(method: str, sizes: Sizes) -> pl.LightningModule:
+    backbone = resnet18_backbone(cifar_stem=True)
+    common: dict[str, Any] = {
+        "loss": "hard_contrastive",
+        "temperature": 0.2,
+        "hard_negatives": sizes.train_k,
+        "optimizer": "adamw",
+        "lr": 1e-3,
+    }
+    if method == "SimCLR":
+        return SimCLR(backbone=backbone, hidden_dim=512, output_dim=128, **common)
+    return MoCo(backbone=backbone, memory_bank_size=sizes.bank, **common)
+
+
+def train_part(device: torch.device, sizes: Sizes, root: Path) -> list[list[str]]:
+    data = SyntheticViews(sizes.images)
+    probe = DataLoader(SyntheticViews(sizes.probe, seed=1), batch_size=sizes.batch)
+    rows = []
+    for method in ("SimCLR", "MoCo"):
+        torch.manual_seed(0)
+        module = build_module(method, sizes)
+        guard = SyncGuard()
+        monitor = HardnessMonitor(log_every_n_steps=sizes.log_every)
+        analysis = TemperatureAnalysis(probe, every_n_epochs=sizes.analysis_every)
+        trainer = pl.Trainer(
+            accelerator=device.type if device.type == "cuda" else "cpu",
+            devices=1,
+            precision="bf16-mixed",
+            max_steps=sizes.steps,
+            callbacks=[guard, monitor, analysis],
+            default_root_dir=str(root / method),
+            logger=pl.loggers.CSVLogger(str(root / method)),
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            log_every_n_steps=sizes.log_every,
+        )
+        loader = DataLoader(data, batch_size=sizes.batch, shuffle=True, drop_last=True)
+        start = time.perf_counter()
+        try:
+            trainer.fit(module, loader)
+        except RuntimeError as error:  # a synchronisation in a guarded region, among others
+            guard.teardown(trainer, module, "fit")
+            message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            rows.append([method, f"FAILED at step {trainer.global_step}: {message}"] + [""] * 5)
+            print(" | ".join(rows[-1]), flush=True)
+            continue
+        seconds = time.perf_counter() - start
+        if trainer.global_step != sizes.steps:
+            raise RuntimeError(f"{method} stopped at step {trainer.global_step} of {sizes.steps}")
+        if guard.forwards < sizes.steps or guard.backwards != sizes.steps:
+            raise RuntimeError(
+                f"{method}: the guard saw {guard.forwards} loss calls and {guard.backwards} "
+                f"backwards in {sizes.steps} steps"
+            )
+        spread = analysis.history[-1]["embedding_spread"] if analysis.history else float("nan")
+        rows.append(
+            [
+                method,
+                str(trainer.global_step),
+                f"{guard.forwards} / {guard.backwards}",
+                str(len(monitor.history)),
+                str(len(analysis.history)),
+                f"{spread:.3f}",
+                f"{seconds:.1f}",
+            ]
+        )
+        print(" | ".join(rows[-1]), flush=True)
+    return rows
+
+
+# --- (b) losses against NTXentLoss -------------------------------------------------------------
+
+
+def loss_part(device: torch.device, sizes: Sizes) -> list[list[str]]:
+    rows = []
+    dim = 128
+    configs = [("SimCLR", b, 0, max(1, round(0.08 * (2 * b - 2)))) for b in sizes.loss_batches]
+    configs.append(("MoCo", *sizes.moco))
+    for mode, batch, bank, k in configs:
+        torch.manual_seed(0)
+        x = torch.randn(batch, dim, device=device, requires_grad=True)
+        y = torch.randn(batch, dim, device=device, requires_grad=True)
+        size = (bank, dim) if bank else 0
+        losses = {
+            REFERENCE: NTXentLoss(temperature=0.5, memory_bank_size=size),
+            PLAIN: HardContrastiveLoss(temperature=0.5, memory_bank_size=size),
+            HARD: HardContrastiveLoss(temperature=0.5, memory_bank_size=size, hard_negatives=k),
+        }
+        steps = {name: loss_step(loss.to(device), x, y) for name, loss in losses.items()}
+        steps[FLOOR] = floor_step(x, y, torch.randn(dim, bank, device=device) if bank else None)
+        if not bank:
+            steps[INFONCE_FLOOR] = infonce_floor_step(x, y)
+        floor = FLOOR if bank else INFONCE_FLOOR  # what the loss is compared with
+        for step in steps.values():  # fills the banks, warms the kernels
+            step()
+        memory = {name: peak_memory(step, device) for name, step in steps.items()}
+        times = time_interleaved(steps, repeats=sizes.repeats, warmup=1, device=device)
+        setting = f"{mode} N={batch}" + (f" bank={bank}" if bank else "")
+        for name in steps:
+            label = name.replace("(K)", f"(K={k})")
+            rows.append(
+                [
+                    setting,
+                    label,
+                    f"{median(times[name]) * 1e3:.2f}",
+                    f"{paired_ratio(times, name, REFERENCE):.2f}",
+                    f"{paired_ratio(times, name, floor):.2f}",
+                    f"{memory[name] / 2**20:.1f}",
+                    f"{memory[name] / memory[REFERENCE]:.2f}" if memory[REFERENCE] else "nan",
+                ]
+            )
+            print(" | ".join(rows[-1]), flush=True)
+        del steps, losses, x, y
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+# --- (c) metrics against the floor -------------------------------------------------------------
+
+
+def metrics_part(device: torch.device, sizes: Sizes) -> list[list[str]]:
+    rows = []
+    for n in sizes.metric_sizes:
+        z0, z1, labels = make_data(n, device)
+        steps = {
+            METRICS_FLOOR: metrics_floor_step(torch.nn.functional.normalize(z0, dim=1)),
+            "uniformity_loss": lambda z0=z0: metrics.uniformity_loss(z0),
+            "tolerance": lambda z0=z0, labels=labels: metrics.tolerance(z0, labels),
+            "top-10 negatives": lambda z0=z0, z1=z1: metrics.positive_and_top_negative_similarities(
+                z0, z1, k=10
+            ),
+        }
+        repeats = max(1, sizes.repeats // 2)
+        times = time_interleaved(steps, repeats=repeats, warmup=1, device=device)
+        memory = {name: peak_memory(step, device) for name, step in steps.items()}
+        for name in steps:
+            rows.append(
+                [
+                    f"N={n:,}",
+                    name,
+                    f"{median(times[name]) * 1e3:.1f}",
+                    f"{paired_ratio(times, name, METRICS_FLOOR):.2f}",
+                    f"{memory[name] / 2**20:.1f}",
+                ]
+            )
+            print(" | ".join(rows[-1]), flush=True)
+        del z0, z1, labels, steps
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dry-run", action="store_true", help="CPU, toy sizes (the smoke test)")
+    parser.add_argument("--output", type=Path, default=None, help="also write the tables here")
+    parser.add_argument("--root", type=Path, default=None, help="Lightning logs (default: temp)")
+    args = parser.parse_args(argv)
+    if args.dry_run:
+        device, sizes = torch.device("cpu"), DRY
+    elif torch.cuda.is_available():
+        device, sizes = torch.device("cuda"), REAL
+    else:
+        parser.error("no CUDA device: run on a GPU, or pass --dry-run")
+    started = time.perf_counter()
+    print(f"machine: {machine_description(device)}", flush=True)
+    effective = guard_is_effective(device)
+    if device.type == "cuda" and not effective:
+        print("FAILED: set_sync_debug_mode('error') did not raise on a deliberate .item()")
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.root or Path(tmp)
+        train_rows = train_part(device, sizes, root)
+    loss_rows = loss_part(device, sizes)
+    metric_rows = metrics_part(device, sizes)
+    elapsed = time.perf_counter() - started
+    guard = (
+        "raises on a deliberate `.item()`, checked before training"
+        if effective
+        else "not switched on (no CUDA: dry run)"
+    )
+    report = "\n\n".join(
+        [
+            f"- Machine: {machine_description(device)}"
+            + ("\n- Dry run: toy sizes on the CPU, not figures" if args.dry_run else ""),
+            f"(a) Training, bf16-mixed, synthetic 32x32 images, batch {sizes.batch}; sync-debug "
+            f"mode 'error' around each loss call and backward ({guard}).",
+            markdown_table(
+                [
+                    "module",
+                    "steps",
+                    "guarded loss calls / backwards",
+                    "monitor rows",
+                    "analysis rows",
+                    "final embedding_spread",
+                    "train s",
+                ],
+                train_rows,
+            ),
+            "(b) Losses, forward+backward, paired time ratios and peak memory against NTXentLoss; "
+            "the floor is InfoNCE's (Z Z^T, one exp pass, one backward product) in SimCLR and "
+            "the similarity product's forward and backward in MoCo.",
+            markdown_table(
+                [
+                    "setting",
+                    "loss",
+                    "ms (median)",
+                    "time / NTXent",
+                    "time / floor",
+                    "peak MiB",
+                    "memory / NTXent",
+                ],
+                loss_rows,
+            ),
+            "(c) Metrics against one N x N x d product plus exp.",
+            markdown_table(
+                ["size", "metric", "ms (median)", "time / floor", "peak extra MiB"], metric_rows
+            ),
+            f"Total {elapsed:.0f} s (limit {TIME_LIMIT_S} s).",
+        ]
+    )
+    print()
+    print(report)
+    if args.output is not None:
+        args.output.write_text(report + "\n")
+    if not args.dry_run and elapsed > TIME_LIMIT_S:
+        print(f"NOTE: the run took {elapsed:.0f} s, over its {TIME_LIMIT_S} s budget")
+    failed = [row[0] for row in train_rows if row[1].startswith("FAILED")]
+    if failed:
+        print(f"FAILED: training of {', '.join(failed)} (see table (a))")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
