@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from lightly_temperature._validation import HardNegatives
+from lightly_temperature._validation import HardNegatives, check_bool
 from lightly_temperature.functional import PAPER_ALPHA
 from lightly_temperature.losses.capabilities import LossCapabilities
 from lightly_temperature.losses.pairwise_loss import PairwiseLoss
 from lightly_temperature.losses.reduction import LogSumExpReduction
+from lightly_temperature.losses.sample_memory_bank import SampleMemoryBank
 
 
 class HardContrastiveLoss(PairwiseLoss):
@@ -44,7 +45,10 @@ class HardContrastiveLoss(PairwiseLoss):
     """
 
     capabilities: ClassVar[LossCapabilities] = LossCapabilities(
-        softmax_temperature=True, hard_negatives=True, sample_indices=True
+        softmax_temperature=True,
+        hard_negatives=True,
+        sample_indices=True,
+        sample_memory_bank=True,
     )
 
     def __init__(
@@ -53,7 +57,47 @@ class HardContrastiveLoss(PairwiseLoss):
         memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
         hard_negatives: HardNegatives = PAPER_ALPHA,
+        sample_memory_bank: SampleMemoryBank | None = None,
+        paper_exact: bool = False,
     ) -> None:
         super().__init__(
-            LogSumExpReduction(), hard_negatives, temperature, memory_bank_size, gather_distributed
+            LogSumExpReduction(positive_as_candidate=check_bool(paper_exact, "paper_exact")),
+            hard_negatives,
+            temperature,
+            memory_bank_size,
+            gather_distributed,
+            sample_memory_bank,
+        )
+
+
+class ContrastiveLoss(HardContrastiveLoss):
+    """The contrastive loss (InfoNCE) over every negative: :class:`HardContrastiveLoss` with
+    ``hard_negatives=None``.
+
+    The value of Lightly's ``NTXentLoss`` in its SimCLR and MoCo layouts, and also over the
+    package's other layouts, which ``NTXentLoss`` does not have: a memory bank indexed by
+    sample (``sample_memory_bank``, NPID, the paper's protocol). Takes no ``hard_negatives``.
+
+    Example:
+        >>> bank = SampleMemoryBank(num_samples=50_000, dim=128)
+        >>> loss_fn = ContrastiveLoss(temperature=0.07, sample_memory_bank=bank)
+        >>> loss = loss_fn(z, z, indices=indices)
+    """
+
+    capabilities: ClassVar[LossCapabilities] = LossCapabilities(
+        softmax_temperature=True,
+        hard_negatives=False,
+        sample_indices=True,
+        sample_memory_bank=True,
+    )
+
+    def __init__(
+        self,
+        temperature: float = 0.5,
+        memory_bank_size: int | Sequence[int] = 0,
+        gather_distributed: bool = False,
+        sample_memory_bank: SampleMemoryBank | None = None,
+    ) -> None:
+        super().__init__(
+            temperature, memory_bank_size, gather_distributed, None, sample_memory_bank
         )

@@ -8,6 +8,7 @@ from typing import ClassVar
 from lightly_temperature._validation import HardNegatives
 from lightly_temperature.functional import PAPER_ALPHA
 from lightly_temperature.losses.capabilities import LossCapabilities
+from lightly_temperature.losses.sample_memory_bank import SampleMemoryBank
 from lightly_temperature.losses.simple_loss import SimpleLoss
 
 
@@ -30,7 +31,10 @@ class HardSimpleLoss(SimpleLoss):
     """
 
     capabilities: ClassVar[LossCapabilities] = LossCapabilities(
-        softmax_temperature=False, hard_negatives=True, sample_indices=True
+        softmax_temperature=False,
+        hard_negatives=True,
+        sample_indices=True,
+        sample_memory_bank=True,
     )
 
     def __init__(
@@ -40,6 +44,15 @@ class HardSimpleLoss(SimpleLoss):
         gather_distributed: bool = False,
         hard_negatives: HardNegatives = PAPER_ALPHA,
         negative_weight: float | None = None,
+        sample_memory_bank: SampleMemoryBank | None = None,
+        paper_exact: bool = False,
     ) -> None:
-        super().__init__(temperature, memory_bank_size, gather_distributed, negative_weight)
+        super().__init__(
+            temperature,
+            memory_bank_size,
+            gather_distributed,
+            negative_weight,
+            sample_memory_bank,
+            paper_exact,
+        )
         self.hard_negatives = hard_negatives

@@ -10,6 +10,7 @@ from lightly_temperature._validation import HardNegatives
 from lightly_temperature.losses.capabilities import LossCapabilities
 from lightly_temperature.losses.pairwise_loss import PairwiseLoss
 from lightly_temperature.losses.reduction import ImportanceWeightedReduction
+from lightly_temperature.losses.sample_memory_bank import SampleMemoryBank
 
 
 class HCLLoss(PairwiseLoss):
@@ -45,7 +46,10 @@ class HCLLoss(PairwiseLoss):
     """
 
     capabilities: ClassVar[LossCapabilities] = LossCapabilities(
-        softmax_temperature=True, hard_negatives=True, sample_indices=True
+        softmax_temperature=True,
+        hard_negatives=True,
+        sample_indices=True,
+        sample_memory_bank=True,
     )
 
     def __init__(
@@ -56,6 +60,7 @@ class HCLLoss(PairwiseLoss):
         memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
         hard_negatives: HardNegatives = None,
+        sample_memory_bank: SampleMemoryBank | None = None,
     ) -> None:
         super().__init__(
             ImportanceWeightedReduction(beta, tau_plus),
@@ -63,6 +68,7 @@ class HCLLoss(PairwiseLoss):
             temperature,
             memory_bank_size,
             gather_distributed,
+            sample_memory_bank,
         )
 
     @property
@@ -90,7 +96,10 @@ class DebiasedContrastiveLoss(HCLLoss):
     """
 
     capabilities: ClassVar[LossCapabilities] = LossCapabilities(
-        softmax_temperature=True, hard_negatives=False, sample_indices=True
+        softmax_temperature=True,
+        hard_negatives=False,
+        sample_indices=True,
+        sample_memory_bank=True,
     )
 
     def __init__(
@@ -99,5 +108,14 @@ class DebiasedContrastiveLoss(HCLLoss):
         tau_plus: float = 0.1,
         memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
+        sample_memory_bank: SampleMemoryBank | None = None,
     ) -> None:
-        super().__init__(temperature, 0.0, tau_plus, memory_bank_size, gather_distributed, None)
+        super().__init__(
+            temperature,
+            0.0,
+            tau_plus,
+            memory_bank_size,
+            gather_distributed,
+            None,
+            sample_memory_bank,
+        )

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from lightly_temperature._validation import check_bool
 from lightly_temperature.losses.capabilities import LossCapabilities
 from lightly_temperature.losses.pairwise_loss import PairwiseLoss
 from lightly_temperature.losses.reduction import LinearReduction
+from lightly_temperature.losses.sample_memory_bank import SampleMemoryBank
 
 
 class SimpleLoss(PairwiseLoss):
@@ -32,7 +34,10 @@ class SimpleLoss(PairwiseLoss):
     """
 
     capabilities: ClassVar[LossCapabilities] = LossCapabilities(
-        softmax_temperature=False, hard_negatives=False, sample_indices=True
+        softmax_temperature=False,
+        hard_negatives=False,
+        sample_indices=True,
+        sample_memory_bank=True,
     )
 
     def __init__(
@@ -41,13 +46,18 @@ class SimpleLoss(PairwiseLoss):
         memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
         negative_weight: float | None = None,
+        sample_memory_bank: SampleMemoryBank | None = None,
+        paper_exact: bool = False,
     ) -> None:
         super().__init__(
-            LinearReduction(negative_weight),
+            LinearReduction(
+                negative_weight, positive_as_candidate=check_bool(paper_exact, "paper_exact")
+            ),
             None,
             temperature,
             memory_bank_size,
             gather_distributed,
+            sample_memory_bank,
         )
 
     @property
