@@ -23,6 +23,12 @@ class HardContrastiveLoss(PairwiseLoss):
     Parts: :class:`~lightly_temperature.losses.reduction.LogSumExpReduction` over
     :class:`~lightly_temperature.losses.selection.TopKNegatives`.
 
+    The paper's code differs: its denominator is the sum over the K + 1 largest entries of
+    the whole bank row, positive included, ``-log(e^{s_ii/tau} / sum_{top K+1 of all}
+    e^{s/tau})``: the same as here when the positive is among them, but when it is not, the
+    positive drops out of the denominator, which holds the K + 1 hardest negatives.
+    ``paper_exact=True`` computes that (see docs/adapters.md).
+
     - Understanding the Behaviour of Contrastive Loss, Wang & Liu, CVPR 2021,
       https://arxiv.org/abs/2012.09740
 
@@ -33,6 +39,11 @@ class HardContrastiveLoss(PairwiseLoss):
         hard_negatives: K. An int >= 1 keeps the K hardest negatives (clamped to those
             available); a float alpha in (0, 1] keeps ``round(alpha * negatives)``, at least 1;
             ``None`` keeps all (plain InfoNCE). Default: the paper's alpha = 0.0819.
+        sample_memory_bank: a memory bank indexed by sample
+            (:class:`~lightly_temperature.losses.sample_memory_bank.SampleMemoryBank`, NPID,
+            the paper's protocol): pass the batch's ``indices`` at every call.
+        paper_exact: the paper code's version (above); needs in-batch negatives or a
+            ``sample_memory_bank`` (the positive among the candidates), not MoCo's bank.
 
     Examples:
         >>> # SimCLR: the one change from Lightly's example is the class name

@@ -22,6 +22,11 @@ class HardSimpleLoss(SimpleLoss):
     :class:`~lightly_temperature.losses.reduction.LinearReduction` over
     :class:`~lightly_temperature.losses.selection.TopKNegatives`.
 
+    The paper's code differs: it averages the K + 1 largest similarities of the whole bank
+    row, positive included, ``-s_ii + 1/(K+1) sum_{top K+1 of all} s`` (the positive plus the
+    top K negatives over K + 1 when the positive is among them, else the top K + 1
+    negatives). ``paper_exact=True`` computes that (see docs/adapters.md).
+
     - Understanding the Behaviour of Contrastive Loss, Wang & Liu, CVPR 2021,
       https://arxiv.org/abs/2012.09740
 

@@ -39,6 +39,8 @@ class HCLLoss(PairwiseLoss):
         gather_distributed: gather the negatives from all ranks (gradients flow back).
         hard_negatives: ``None`` (all negatives, the paper's loss), an int K or a fraction
             alpha: reweight only each anchor's K most similar negatives.
+        sample_memory_bank: a memory bank indexed by sample (NPID): pass the batch's
+            ``indices`` at every call; N is then the bank's size minus one.
 
     Example:
         >>> loss_fn = HCLLoss(temperature=0.5, beta=1.0, tau_plus=0.1)

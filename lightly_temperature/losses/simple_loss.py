@@ -25,8 +25,16 @@ class SimpleLoss(PairwiseLoss):
     - Understanding the Behaviour of Contrastive Loss, Wang & Liu, CVPR 2021,
       https://arxiv.org/abs/2012.09740
 
+    The paper's code differs: its Simple loss averages over the whole bank row, positive
+    included, ``-s_ii + 1/(N+1) (s_ii + sum_{k != i} s_ik)`` (lambda = 1/(N+1) over the
+    negatives *and* the positive). ``paper_exact=True`` computes that (see docs/adapters.md).
+
     Attributes:
         negative_weight: lambda; ``None`` means 1 / number of negatives.
+        paper_exact: the paper code's version (above); needs in-batch negatives or a
+            ``sample_memory_bank`` (the positive among the candidates), not MoCo's bank.
+        sample_memory_bank: a memory bank indexed by sample (NPID, the paper's protocol):
+            pass the batch's ``indices`` at every call.
 
     Examples:
         >>> loss_fn = SimpleLoss()
