@@ -268,9 +268,8 @@ def paper_preset(config: StudyConfig, digits: bool = False) -> StudyConfig:
     batch 128), 200 epochs with the learning rate x0.1 at epochs 160 and 190, 128-d outputs.
 
     With an image data set: ResNet-18 with a 3x3 first convolution (for a GPU). On the
-    embedded ``digits`` the study's small CNN (a ResNet-18 has nothing to learn from 8x8
-    images) and its projection head stay. The head is the study's two-layer head, where the
-    paper has one linear layer.
+    embedded ``digits`` the study's small CNN stays (a ResNet-18 has nothing to learn from
+    8x8 images). NPID's head is the paper's linear layer to ``output_dim``.
     """
     settings: dict[str, Any] = dict(
         method="npid",
@@ -286,5 +285,5 @@ def paper_preset(config: StudyConfig, digits: bool = False) -> StudyConfig:
         hard_negatives=PAPER_ALPHA,
     )
     if not digits:
-        settings.update(backbone="resnet18", hidden_dim=512)
+        settings.update(backbone="resnet18")
     return replace(config, **settings)

@@ -96,6 +96,9 @@ def build_module(config: StudyConfig, run: RunSpec, data: StudyData) -> pl.Light
     if config.method == "moco":
         module: pl.LightningModule = MoCo(memory_bank_size=config.memory_bank_size, **kwargs)
     elif config.method == "npid":
+        # The paper's linear head: with the two-layer head the hard losses over the bank stay
+        # collapsed on digits for most of a run (docs/study.md).
+        kwargs["hidden_dim"] = None
         module = NPID(len(data.train_views), **kwargs)  # type: ignore[arg-type]
     else:
         module = SimCLR(**kwargs)
