@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lightly_temperature.data import DigitsAugment, DigitsViews
+from lightly_temperature.functional import resolve_hard_negatives
 from lightly_temperature.study.config import StudyConfig, paper_preset, parse_hard_negatives
 from lightly_temperature.study.data import load_digits_data
 from lightly_temperature.study.evaluate import knn_accuracy, linear_accuracy
@@ -72,13 +73,25 @@ def test_grid_and_modules_follow_the_losses_declared_capabilities():
 
 def test_paper_preset():
     config = paper_preset(StudyConfig())
-    assert (config.backbone, config.output_dim, config.batch_size) == ("resnet18", 128, 128)
-    assert (config.optimizer, config.lr, config.epochs, config.hard_negatives) == (
+    assert (config.method, config.backbone, config.output_dim, config.batch_size) == (
+        "npid",
+        "resnet18",
+        128,
+        128,
+    )
+    assert (config.optimizer, config.lr, config.weight_decay, config.epochs) == (
         "sgd",
         0.03,
+        5e-4,
         200,
-        4095,
     )
+    assert config.lr_milestones == (160, 190)
+    assert config.temperatures == (0.07, 0.3, 0.7, 1.0)
+    assert config.losses == ("contrastive", "simple", "hard_contrastive", "hard_simple")
+    # alpha = 0.0819: K = 4095 of CIFAR's 50,000 training images, as in the paper
+    assert resolve_hard_negatives(config.hard_negatives, 50_000 - 1) == 4095
+    digits = paper_preset(StudyConfig(), digits=True)
+    assert (digits.method, digits.backbone) == ("npid", "small_cnn")
     backbone, dim = build_backbone("resnet18", 3)
     conv1 = backbone[0]
     assert dim == 512 and conv1.kernel_size == (3, 3) and conv1.stride == (1, 1)
