@@ -310,3 +310,16 @@ def test_report_flags_collapsed_runs(tmp_path):
     assert "τ = 0.1" not in collapse and "Simple" not in collapse
     healthy = write_report(rows[:1] + rows[2:], tmp_path / "healthy", "digits, simclr")
     assert "## Collapse" not in healthy.read_text()
+
+
+def test_direction_summary_reads_the_package_s_contrastive_loss_too():
+    from lightly_temperature.study.report import direction_summary
+
+    agg = {
+        ("contrastive", 0.07): {"uniformity": (2.85, 0.0), "tolerance": (0.56, 0.0)},
+        ("contrastive", 1.0): {"uniformity": (2.38, 0.0), "tolerance": (0.78, 0.0)},
+    }
+    assert direction_summary(agg) == [
+        "- Contrastive: from τ = 0.07 to τ = 1, uniformity 2.850 → 2.380 (falls; range "
+        "2.380–2.850), tolerance 0.560 → 0.780 (rises)."
+    ]
