@@ -5,6 +5,7 @@ and the paper's direction of effects on digits."""
 from __future__ import annotations
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
@@ -287,3 +288,35 @@ def test_npid_on_digits_shows_the_paper_s_direction_of_effects():
     assert u_cold > u_hot + 0.1, measured
     assert t_hot > t_cold + 0.05, measured
     assert u_hard > u_hot + 0.3, measured
+
+
+def _npid_steps(monitor=None, steps=4):
+    torch.manual_seed(0)
+    dataset = IndexedDataset(digits_dataset(views=1))
+    model = NPID(len(dataset), backbone=SmallCNN(), temperature=0.2, hard_negatives=16)
+    losses = []
+
+    class Record(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            losses.append(outputs["loss"].detach().clone())
+
+    callbacks = [Record()] + ([monitor] if monitor is not None else [])
+    loader = DataLoader(
+        dataset, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
+    trainer = make_trainer(max_steps=steps, callbacks=callbacks, log_every_n_steps=1)
+    trainer.fit(model, loader)
+    return model, losses
+
+
+def test_npid_training_is_bit_identical_under_the_hardness_monitor():
+    from lightly_temperature import HardnessMonitor
+
+    plain_model, plain = _npid_steps()
+    monitor = HardnessMonitor(log_every_n_steps=1)
+    watched_model, watched = _npid_steps(monitor)
+    assert len(monitor.history) == 4  # it watched every step, with the step's indices
+    assert all(torch.equal(a, b) for a, b in zip(plain, watched))
+    for a, b in zip(plain_model.state_dict().values(), watched_model.state_dict().values()):
+        assert torch.equal(a, b)  # the bank included
+    assert "criterion.sample_memory_bank.bank" in watched_model.state_dict()
