@@ -15,6 +15,7 @@ from lightly_temperature import (
     ContrastiveLoss,
     DebiasedContrastiveLoss,
     HardContrastiveLoss,
+    HardSimpleLoss,
     HCLLoss,
     IndexedDataset,
     SampleMemoryBank,
@@ -320,3 +321,15 @@ def test_npid_training_is_bit_identical_under_the_hardness_monitor():
     for a, b in zip(plain_model.state_dict().values(), watched_model.state_dict().values()):
         assert torch.equal(a, b)  # the bank included
     assert "criterion.sample_memory_bank.bank" in watched_model.state_dict()
+
+
+def test_use_loss_carries_the_bank_over_or_refuses():
+    from lightly_temperature import use_loss
+
+    model = NPID(100, backbone=SmallCNN(), loss="contrastive")
+    bank = model.criterion.sample_memory_bank
+    use_loss(model, "hard_simple", hard_negatives=8)
+    assert isinstance(model.criterion, HardSimpleLoss)
+    assert model.criterion.sample_memory_bank is bank
+    with pytest.raises(ValueError, match="indexed by sample but loss 'ntxent' takes no"):
+        use_loss(model, "ntxent")
