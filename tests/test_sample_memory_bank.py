@@ -221,6 +221,8 @@ def test_bad_indices_over_the_bank_are_refused(indices, match):
         (lambda: NPID(100, backbone=SmallCNN(), loss=ContrastiveLoss()), "no sample_memory_bank"),
         (lambda: NPID(1, backbone=SmallCNN()), "num_samples must be an int >= 2, got 1"),
         (lambda: NPID(10, backbone=SmallCNN(), bank_momentum=2.0), "bank_momentum .* 2.0"),
+        (lambda: NPID(10, backbone=SmallCNN(), bank_momentum=1.0), r"bank_momentum .*\[0, 1\)"),
+        (lambda: NPID(10, backbone=SmallCNN(), hidden_dim=0), "hidden_dim must be None or an int"),
     ],
 )
 def test_bad_arguments_are_refused(build, match):

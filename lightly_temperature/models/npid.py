@@ -82,7 +82,11 @@ class NPID(ContrastiveModule):
         check_int(num_samples, "num_samples", minimum=2)
         check_int(hidden_dim, "hidden_dim", minimum=1, optional=True)
         check_int(output_dim, "output_dim", minimum=1)
-        check_unit_interval(bank_momentum, "bank_momentum")
+        if check_unit_interval(bank_momentum, "bank_momentum") >= 1:
+            raise ValueError(
+                f"bank_momentum must be in [0, 1) (1 would never write the bank), got "
+                f"{bank_momentum!r}"
+            )
         if hidden_dim is None:
             self.projection_head: nn.Module = nn.Linear(self.feature_dim, output_dim)
         else:
