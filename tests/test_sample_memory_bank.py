@@ -153,6 +153,17 @@ def test_the_bank_update_is_npid_s_momentum_rule_and_only_in_training():
     )
 
 
+def test_indices_of_any_integer_dtype_write_the_same_bank():
+    banks = []
+    for dtype in (torch.int64, torch.int32, torch.uint8):
+        torch.manual_seed(0)
+        loss = ContrastiveLoss(sample_memory_bank=SampleMemoryBank(NUM_SAMPLES, DIM))
+        z = torch.randn(3, DIM, requires_grad=True)
+        loss(z, z, indices=torch.tensor([1, 5, 9], dtype=dtype))
+        banks.append(loss.sample_memory_bank.bank)
+    assert torch.equal(banks[0], banks[1]) and torch.equal(banks[0], banks[2])
+
+
 def test_the_bank_starts_normalized_and_moves_with_the_loss():
     bank = SampleMemoryBank(NUM_SAMPLES, DIM)
     torch.testing.assert_close(bank.bank.norm(dim=1), torch.ones(NUM_SAMPLES))

@@ -168,7 +168,7 @@ def check_sample_indices(indices: Tensor | None, out0: Tensor, num_samples: int)
             "with the indices of lightly_temperature.data.IndexedDataset"
         )
     indices = check_indices(indices, out0.shape[0], num_samples)
-    return indices.to(out0.device)
+    return indices.to(device=out0.device, dtype=torch.long)  # index_copy takes int64 only
 
 
 class HostPointerMemoryBank(MemoryBankModule):
