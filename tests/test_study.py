@@ -104,7 +104,7 @@ def test_paper_preset():
         ({"temperatures": (0.5, 0.0)}, "temperature must be a finite float > 0, got 0.0"),
         ({"temperatures": (-1.0,)}, "temperature must be a finite float > 0, got -1.0"),
         ({"simple_temperature": 0}, "temperature must be a finite float > 0, got 0"),
-        ({"method": "byol"}, "method must be one of simclr, moco, got 'byol'"),
+        ({"method": "byol"}, "method must be one of simclr, moco, npid, got 'byol'"),
         ({"epochs": 0}, "epochs must be an int >= 1, got 0"),
         ({"epochs": 2.0}, "epochs must be an int >= 1, got 2.0"),
         ({"hard_negatives": 0}, "hard_negatives must be an int >= 1 .*, got 0"),
