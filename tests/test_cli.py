@@ -172,7 +172,10 @@ def test_image_folder_data(tmp_path, capsys):
         (["study", "--data", "{tmp}/missing"], "--data {tmp}/missing: no such folder"),
         (["study", "--data", "{tmp}/empty"], "--data {tmp}/empty: empty folder"),
         (["study", "--data", "{tmp}/nosamples"], "--data {tmp}/nosamples: empty folder"),
-        (["study", "--losses", "ntxent", "focal"], "unknown loss 'focal', known: contrastive, dcl, dclw"),
+        (
+            ["study", "--losses", "ntxent", "focal"],
+            "unknown loss 'focal', known: contrastive, dcl, dclw",
+        ),
         (
             ["study", "--method", "moco", "--losses", "hcl", "dcl"],
             "loss 'dcl' takes no memory bank, so it cannot train the MoCo method",
