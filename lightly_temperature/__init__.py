@@ -10,12 +10,14 @@ from lightly_temperature.data import IndexedDataset
 from lightly_temperature.functional import contrastive_loss, relative_penalties, simple_loss
 from lightly_temperature.losses import (
     PAPER_ALPHA,
+    ContrastiveLoss,
     DebiasedContrastiveLoss,
     HardContrastiveLoss,
     HardSimpleLoss,
     HCLLoss,
     LossCapabilities,
     PairwiseLoss,
+    SampleMemoryBank,
     SimpleLoss,
 )
 from lightly_temperature.metrics import (
@@ -28,7 +30,7 @@ from lightly_temperature.metrics import (
     uniformity,
     uniformity_loss,
 )
-from lightly_temperature.models import MoCo, SimCLR
+from lightly_temperature.models import NPID, MoCo, SimCLR
 from lightly_temperature.registry import (
     available_losses,
     build_loss,
@@ -40,7 +42,9 @@ from lightly_temperature.similarity_batch import SimilarityBatch
 __version__ = "0.1.0"
 
 __all__ = [
+    "NPID",
     "PAPER_ALPHA",
+    "ContrastiveLoss",
     "DebiasedContrastiveLoss",
     "HCLLoss",
     "HardContrastiveLoss",
@@ -50,6 +54,7 @@ __all__ = [
     "LossCapabilities",
     "MoCo",
     "PairwiseLoss",
+    "SampleMemoryBank",
     "SimCLR",
     "SimilarityBatch",
     "SimpleLoss",

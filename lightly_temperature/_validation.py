@@ -10,6 +10,7 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -40,6 +41,13 @@ def check_non_negative(value: float, name: str) -> float:
     if not _is_finite_number(value) or value < 0:
         raise ValueError(f"{name} must be a finite float >= 0, got {value!r}")
     return float(value)
+
+
+def check_bool(value: bool, name: str) -> bool:
+    """Returns ``value`` if it is a bool (NumPy's included), else raises ``ValueError``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def check_unit_interval(value: float, name: str) -> float:

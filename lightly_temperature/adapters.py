@@ -111,7 +111,9 @@ def use_loss(module: nn.Module, name: str, **overrides: Any) -> nn.Module:
 
     Raises:
         ValueError: no loss or several losses found, unknown ``name``, an override the loss
-            does not take, or a memory bank / distributed gathering the new loss cannot take.
+            does not take, or a memory bank (MoCo's or one indexed by sample) / distributed
+            gathering the new loss cannot take. A memory bank indexed by sample is carried
+            over as it is (the same ``SampleMemoryBank``, its entries kept).
 
     Example:
         >>> model = SimCLRModel()  # self.criterion = NTXentLoss(temperature=0.3)
@@ -145,6 +147,15 @@ def use_loss(module: nn.Module, name: str, **overrides: Any) -> nn.Module:
                 f"the loss in {paths[0]} gathers negatives across processes "
                 f"(gather_distributed=True) but loss {name!r} takes no gather_distributed argument"
             )
+    sample_bank = getattr(old, "sample_memory_bank", None)
+    if sample_bank is not None:
+        # The same bank (its entries are the training state), or an error: never dropped.
+        if not capabilities.sample_memory_bank:
+            raise ValueError(
+                f"the loss in {paths[0]} draws its negatives from a memory bank indexed by "
+                f"sample but loss {name!r} takes no sample_memory_bank argument"
+            )
+        kwargs["sample_memory_bank"] = sample_bank
     kwargs.update(overrides)
     new = build_loss(name, **kwargs)
     bank = getattr(getattr(old, "memory_bank", None), "bank", None)

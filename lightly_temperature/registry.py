@@ -1,7 +1,8 @@
 """Loss registry: build any of the package's losses (or Lightly's NTXentLoss) by name.
 
 Built-in names: ``"ntxent"`` (Lightly's own :class:`lightly.loss.NTXentLoss`, reused as is),
-``"hard_contrastive"``, ``"simple"``, ``"hard_simple"``, ``"hcl"`` (:class:`HCLLoss`),
+``"contrastive"`` (:class:`ContrastiveLoss`: the same loss, also over a memory bank indexed by
+sample), ``"hard_contrastive"``, ``"simple"``, ``"hard_simple"``, ``"hcl"`` (:class:`HCLLoss`),
 ``"debiased"`` (:class:`DebiasedContrastiveLoss`), and Lightly's own ``"dcl"``, ``"dclw"`` and
 ``"macl"`` (:class:`lightly.loss.DCLLoss`, ``DCLWLoss``, ``MACLLoss``: in-batch negatives only,
 no memory bank; MACL does not gather across processes). Names are matched case-insensitively
@@ -36,6 +37,7 @@ from lightly.loss import DCLLoss, DCLWLoss, MACLLoss, NTXentLoss
 from torch import nn
 
 from lightly_temperature.losses import (
+    ContrastiveLoss,
     DebiasedContrastiveLoss,
     HardContrastiveLoss,
     HardSimpleLoss,
@@ -52,6 +54,7 @@ F = TypeVar("F", bound=LossFactory)
 
 _BUILTIN: dict[str, LossFactory] = {
     "ntxent": NTXentLoss,
+    "contrastive": ContrastiveLoss,
     "hard_contrastive": HardContrastiveLoss,
     "simple": SimpleLoss,
     "hard_simple": HardSimpleLoss,
@@ -215,7 +218,7 @@ def loss_capabilities(loss: str | LossFactory | nn.Module) -> LossCapabilities:
     Example:
         >>> loss_capabilities("hard_simple")
         LossCapabilities(softmax_temperature=False, hard_negatives=True, memory_bank=True, \
-gather_distributed=True, sample_indices=True)
+gather_distributed=True, sample_indices=True, sample_memory_bank=True)
     """
     factory = get_loss_class(loss) if isinstance(loss, str) else loss
     declared = getattr(factory, "capabilities", None)
@@ -237,6 +240,7 @@ gather_distributed=True, sample_indices=True)
         memory_bank="memory_bank_size" in accepted,
         gather_distributed="gather_distributed" in accepted,
         sample_indices=_forward_takes_indices(factory),
+        sample_memory_bank="sample_memory_bank" in accepted,
     )
 
 

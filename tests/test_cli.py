@@ -207,10 +207,18 @@ def test_image_folder_data(tmp_path, capsys):
         (["study", "--data", "{tmp}/missing"], "--data {tmp}/missing: no such folder"),
         (["study", "--data", "{tmp}/empty"], "--data {tmp}/empty: empty folder"),
         (["study", "--data", "{tmp}/nosamples"], "--data {tmp}/nosamples: empty folder"),
-        (["study", "--losses", "ntxent", "focal"], "unknown loss 'focal', known: dcl, dclw"),
+        (
+            ["study", "--losses", "ntxent", "focal"],
+            "unknown loss 'focal', known: contrastive, dcl, dclw",
+        ),
         (
             ["study", "--method", "moco", "--losses", "hcl", "dcl"],
             "loss 'dcl' takes no memory bank, so it cannot train the MoCo method",
+        ),
+        (
+            ["study", "--method", "npid", "--losses", "hard_contrastive", "ntxent"],
+            "loss 'ntxent' takes no memory bank indexed by sample, so it cannot train the NPID "
+            "method (use 'contrastive', the same loss)",
         ),
         (["study", "--dataset", "imagenet", "--data-dir", "{tmp}"], "--dataset imagenet: unknown"),
         (["study", "--dataset", "cifar10"], "--dataset cifar10 needs --data-dir PATH"),
@@ -325,6 +333,26 @@ def test_python_dash_m_reports_bad_input_without_traceback(tmp_path):
     )
 
 
+def test_npid_method_trains_over_the_memory_bank_indexed_by_sample(tmp_path):
+    output = tmp_path / "npid"
+    args = ["study", "--method", "npid", "--output", str(output), "--temperatures", "0.2"]
+    args += ["--losses", "contrastive", "hard_simple", "--hard-negatives", "16"] + TINY
+    assert main(args) == 0
+    rows = read_csv(output / "results.csv")
+    assert [(r["method"], r["loss"], r["hard_negatives"]) for r in rows] == [
+        ("npid", "contrastive", ""),
+        ("npid", "hard_simple", "16"),
+    ]
+    assert all(math.isfinite(float(r["uniformity"])) for r in rows)
+
+
+def test_npid_default_grid_uses_the_package_s_contrastive_loss():
+    from lightly_temperature.study.config import StudyConfig
+
+    assert StudyConfig(method="npid").losses[0] == "contrastive"
+    assert StudyConfig(method="moco").losses[0] == "ntxent"
+
+
 def test_moco_method_trains_with_a_memory_bank(tmp_path, capsys):
     output = tmp_path / "moco"
     args = ["study", "--method", "moco", "--output", str(output), "--temperatures", "0.2"]
@@ -344,13 +372,20 @@ def test_paper_preset_and_overrides():
         ["study", "--preset", "paper", "--epochs", "3", "--accelerator", "gpu", "--devices", "2"]
     )
     config = _study_config(args)
+    # On the embedded digits: the small CNN stays; K = alpha x samples
     assert (config.backbone, config.batch_size, config.lr, config.hard_negatives) == (
-        "resnet18",
+        "small_cnn",
         128,
         0.03,
-        4095,
+        0.0819,
     )
-    assert (config.output_dim, config.method, config.optimizer) == (128, "moco", "sgd")
+    assert (config.output_dim, config.method, config.optimizer) == (128, "npid", "sgd")
+    on_cifar = _study_config(
+        build_parser().parse_args(
+            ["study", "--preset", "paper", "--dataset", "cifar10", "--data-dir", "/data"]
+        )
+    )
+    assert (on_cifar.backbone, on_cifar.method) == ("resnet18", "npid")
     assert config.epochs == 3  # an explicit option wins over the preset
     assert (config.accelerator, config.devices, config.precision) == ("gpu", 2, None)
     default = _study_config(build_parser().parse_args(["study"]))

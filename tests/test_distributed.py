@@ -171,3 +171,61 @@ def test_simclr_trains_with_lightning_ddp_on_two_cpu_processes(tmp_path, free_po
     # each rank saw its own half of the batch, and DDP kept the replicas identical
     assert ranks[0]["losses"] != ranks[1]["losses"]
     assert abs(ranks[0]["checksum"] - ranks[1]["checksum"]) < 1e-6 * abs(ranks[0]["checksum"])
+
+
+# --- a memory bank indexed by sample under DDP --------------------------------------------
+
+BANK_SAMPLES = 20
+
+
+def _bank_loss(gather: bool):
+    from lightly_temperature import SampleMemoryBank
+
+    torch.manual_seed(3)  # the same starting bank on every rank
+    bank = SampleMemoryBank(BANK_SAMPLES, DIM)
+    return HardContrastiveLoss(
+        temperature=0.3, hard_negatives=5, gather_distributed=gather, sample_memory_bank=bank
+    )
+
+
+def _bank_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
+    )
+    try:
+        _, _, emb0, _ = data()
+        indices = torch.arange(2 * N) + 3  # distinct samples
+        rows = slice(rank * N, (rank + 1) * N)
+        out = emb0[rows].clone().requires_grad_(True)
+        loss_fn = _bank_loss(True)
+        loss = loss_fn(out, out, indices=indices[rows])
+        loss.backward()
+        torch.save(
+            {"loss": loss.detach(), "grad": out.grad, "bank": loss_fn.sample_memory_bank.bank},
+            f"{out_dir}/bank_rank{rank}.pt",
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sample_bank_on_two_ranks_is_the_single_process_bank(tmp_path, free_port):
+    """Every rank writes every rank's batch: the banks stay identical, equal to one process's
+    bank after the whole batch; each rank's loss is the single-process loss of its anchors."""
+    world_size = 2
+    mp.spawn(_bank_worker, args=(world_size, free_port, str(tmp_path)), nprocs=world_size)
+    ranks = [torch.load(tmp_path / f"bank_rank{r}.pt") for r in range(world_size)]
+    _, _, emb0, _ = data()
+    indices = torch.arange(2 * N) + 3
+    single = _bank_loss(False)
+    out = emb0.clone().requires_grad_(True)
+    single(out, out, indices=indices)
+    for r, result in enumerate(ranks):
+        assert torch.equal(result["bank"], single.sample_memory_bank.bank)
+        rows = slice(r * N, (r + 1) * N)
+        alone = _bank_loss(False)
+        part = emb0[rows].clone().requires_grad_(True)
+        value = alone(part, part, indices=indices[rows])
+        value.backward()
+        torch.testing.assert_close(result["loss"], value.detach())
+        torch.testing.assert_close(result["grad"], part.grad)

@@ -80,12 +80,15 @@ def test_each_class_declares_what_its_temperature_means():
 def test_capabilities_of_every_registered_loss_and_of_plugins():
     assert loss_capabilities("ntxent") == LossCapabilities(True, False, True, True)
     assert loss_capabilities(NTXentLoss()) == loss_capabilities("ntxent")
-    assert loss_capabilities("hard_contrastive") == LossCapabilities(True, True, True, True, True)
-    assert loss_capabilities("simple") == LossCapabilities(False, False, True, True, True)
-    assert loss_capabilities("hard_simple") == LossCapabilities(False, True, True, True, True)
+    assert loss_capabilities("hard_contrastive") == LossCapabilities(
+        True, True, True, True, True, True
+    )
+    assert loss_capabilities("simple") == LossCapabilities(False, False, True, True, True, True)
+    assert loss_capabilities("hard_simple") == LossCapabilities(False, True, True, True, True, True)
     assert loss_capabilities(SimpleLoss()) == loss_capabilities("simple")
-    assert loss_capabilities("hcl") == LossCapabilities(True, True, True, True, True)
-    assert loss_capabilities("debiased") == LossCapabilities(True, False, True, True, True)
+    assert loss_capabilities("hcl") == LossCapabilities(True, True, True, True, True, True)
+    assert loss_capabilities("debiased") == LossCapabilities(True, False, True, True, True, True)
+    assert loss_capabilities("contrastive") == LossCapabilities(True, False, True, True, True, True)
     # Lightly's DCL / DCLW gather but keep no memory bank; MACL does neither.
     assert loss_capabilities("dcl") == LossCapabilities(True, False, False, True)
     assert loss_capabilities("dclw") == LossCapabilities(True, False, False, True)

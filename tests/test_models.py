@@ -8,6 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lightly_temperature import (
+    ContrastiveLoss,
     DebiasedContrastiveLoss,
     HardContrastiveLoss,
     HardSimpleLoss,
@@ -24,6 +25,7 @@ from tests.conftest import RecordLosses, make_trainer
 
 LOSSES = {
     "ntxent": NTXentLoss,
+    "contrastive": ContrastiveLoss,
     "hard_contrastive": HardContrastiveLoss,
     "simple": SimpleLoss,
     "hard_simple": HardSimpleLoss,

@@ -8,6 +8,7 @@ from lightly.loss import DCLLoss, DCLWLoss, MACLLoss, NTXentLoss
 from torch import nn
 
 from lightly_temperature import (
+    ContrastiveLoss,
     DebiasedContrastiveLoss,
     HardContrastiveLoss,
     HardSimpleLoss,
@@ -41,6 +42,7 @@ def _clean_registry(monkeypatch):
 
 def test_builtin_names_map_to_the_classes():
     assert available_losses() == [
+        "contrastive",
         "dcl",
         "dclw",
         "debiased",
@@ -57,6 +59,7 @@ def test_builtin_names_map_to_the_classes():
     assert get_loss_class("dclw") is DCLWLoss
     assert get_loss_class("macl") is MACLLoss
     assert get_loss_class("hcl") is HCLLoss
+    assert get_loss_class("contrastive") is ContrastiveLoss
     assert get_loss_class("debiased") is DebiasedContrastiveLoss
     assert get_loss_class("hard_contrastive") is HardContrastiveLoss
     assert get_loss_class("simple") is SimpleLoss

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lightly_temperature.data import DigitsAugment, DigitsViews
+from lightly_temperature.functional import resolve_hard_negatives
 from lightly_temperature.study.config import StudyConfig, paper_preset, parse_hard_negatives
 from lightly_temperature.study.data import load_digits_data
 from lightly_temperature.study.evaluate import knn_accuracy, linear_accuracy
@@ -72,13 +73,25 @@ def test_grid_and_modules_follow_the_losses_declared_capabilities():
 
 def test_paper_preset():
     config = paper_preset(StudyConfig())
-    assert (config.backbone, config.output_dim, config.batch_size) == ("resnet18", 128, 128)
-    assert (config.optimizer, config.lr, config.epochs, config.hard_negatives) == (
+    assert (config.method, config.backbone, config.output_dim, config.batch_size) == (
+        "npid",
+        "resnet18",
+        128,
+        128,
+    )
+    assert (config.optimizer, config.lr, config.weight_decay, config.epochs) == (
         "sgd",
         0.03,
+        5e-4,
         200,
-        4095,
     )
+    assert config.lr_milestones == (160, 190)
+    assert config.temperatures == (0.07, 0.3, 0.7, 1.0)
+    assert config.losses == ("contrastive", "simple", "hard_contrastive", "hard_simple")
+    # alpha = 0.0819: K = 4095 of CIFAR's 50,000 training images, as in the paper
+    assert resolve_hard_negatives(config.hard_negatives, 50_000 - 1) == 4095
+    digits = paper_preset(StudyConfig(), digits=True)
+    assert (digits.method, digits.backbone) == ("npid", "small_cnn")
     backbone, dim = build_backbone("resnet18", 3)
     conv1 = backbone[0]
     assert dim == 512 and conv1.kernel_size == (3, 3) and conv1.stride == (1, 1)
@@ -91,7 +104,7 @@ def test_paper_preset():
         ({"temperatures": (0.5, 0.0)}, "temperature must be a finite float > 0, got 0.0"),
         ({"temperatures": (-1.0,)}, "temperature must be a finite float > 0, got -1.0"),
         ({"simple_temperature": 0}, "temperature must be a finite float > 0, got 0"),
-        ({"method": "byol"}, "method must be one of simclr, moco, got 'byol'"),
+        ({"method": "byol"}, "method must be one of simclr, moco, npid, got 'byol'"),
         ({"epochs": 0}, "epochs must be an int >= 1, got 0"),
         ({"epochs": 2.0}, "epochs must be an int >= 1, got 2.0"),
         ({"hard_negatives": 0}, "hard_negatives must be an int >= 1 .*, got 0"),
@@ -297,3 +310,16 @@ def test_report_flags_collapsed_runs(tmp_path):
     assert "τ = 0.1" not in collapse and "Simple" not in collapse
     healthy = write_report(rows[:1] + rows[2:], tmp_path / "healthy", "digits, simclr")
     assert "## Collapse" not in healthy.read_text()
+
+
+def test_direction_summary_reads_the_package_s_contrastive_loss_too():
+    from lightly_temperature.study.report import direction_summary
+
+    agg = {
+        ("contrastive", 0.07): {"uniformity": (2.85, 0.0), "tolerance": (0.56, 0.0)},
+        ("contrastive", 1.0): {"uniformity": (2.38, 0.0), "tolerance": (0.78, 0.0)},
+    }
+    assert direction_summary(agg) == [
+        "- Contrastive: from τ = 0.07 to τ = 1, uniformity 2.850 → 2.380 (falls; range "
+        "2.380–2.850), tolerance 0.560 → 0.780 (rises)."
+    ]

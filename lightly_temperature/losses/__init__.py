@@ -1,14 +1,15 @@
 """The loss family of Wang & Liu (CVPR 2021) and the reweighted hard negatives of Robinson et
 al. (HCL) and Chuang et al. (debiased), drop-ins for ``lightly.loss.NTXentLoss``.
 
-Each loss is a :class:`PairwiseLoss` composed of a layout (SimCLR, MoCo, DDP), a selection of
+Each loss is a :class:`PairwiseLoss` composed of a layout (SimCLR, MoCo, DDP, or a
+:class:`SampleMemoryBank` indexed by sample, NPID), a selection of
 negatives (all or top-K), a reduction (log-sum-exp, linear or importance-weighted) and a
 temperature; each class declares its :class:`LossCapabilities`.
 """
 
 from lightly_temperature.functional import PAPER_ALPHA
 from lightly_temperature.losses.capabilities import LossCapabilities
-from lightly_temperature.losses.hard_contrastive_loss import HardContrastiveLoss
+from lightly_temperature.losses.hard_contrastive_loss import ContrastiveLoss, HardContrastiveLoss
 from lightly_temperature.losses.hard_simple_loss import HardSimpleLoss
 from lightly_temperature.losses.hcl_loss import DebiasedContrastiveLoss, HCLLoss
 from lightly_temperature.losses.layout import PairLayout, observe_similarities
@@ -19,6 +20,7 @@ from lightly_temperature.losses.reduction import (
     LogSumExpReduction,
     Reduction,
 )
+from lightly_temperature.losses.sample_memory_bank import SampleMemoryBank
 from lightly_temperature.losses.selection import AllNegatives, NegativeSelection, TopKNegatives
 from lightly_temperature.losses.simple_loss import SimpleLoss
 from lightly_temperature.similarity_batch import SimilarityBatch
@@ -26,6 +28,7 @@ from lightly_temperature.similarity_batch import SimilarityBatch
 __all__ = [
     "PAPER_ALPHA",
     "AllNegatives",
+    "ContrastiveLoss",
     "DebiasedContrastiveLoss",
     "HCLLoss",
     "HardContrastiveLoss",
@@ -38,6 +41,7 @@ __all__ = [
     "PairLayout",
     "PairwiseLoss",
     "Reduction",
+    "SampleMemoryBank",
     "SimilarityBatch",
     "SimpleLoss",
     "TopKNegatives",

@@ -31,6 +31,8 @@ class LossCapabilities:
             samples (a memory bank indexed by sample, a temperature per sample). The ready
             modules pass them when the batch carries them
             (:class:`~lightly_temperature.data.IndexedDataset`).
+        sample_memory_bank: takes ``sample_memory_bank``, a memory bank indexed by sample
+            (:class:`~lightly_temperature.losses.sample_memory_bank.SampleMemoryBank`, NPID).
     """
 
     softmax_temperature: bool = True
@@ -38,3 +40,4 @@ class LossCapabilities:
     memory_bank: bool = True
     gather_distributed: bool = True
     sample_indices: bool = False
+    sample_memory_bank: bool = False

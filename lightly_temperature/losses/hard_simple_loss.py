@@ -8,6 +8,7 @@ from typing import ClassVar
 from lightly_temperature._validation import HardNegatives
 from lightly_temperature.functional import PAPER_ALPHA
 from lightly_temperature.losses.capabilities import LossCapabilities
+from lightly_temperature.losses.sample_memory_bank import SampleMemoryBank
 from lightly_temperature.losses.simple_loss import SimpleLoss
 
 
@@ -21,6 +22,11 @@ class HardSimpleLoss(SimpleLoss):
     :class:`~lightly_temperature.losses.reduction.LinearReduction` over
     :class:`~lightly_temperature.losses.selection.TopKNegatives`.
 
+    The paper's code differs: it averages the K + 1 largest similarities of the whole bank
+    row, positive included, ``-s_ii + 1/(K+1) sum_{top K+1 of all} s`` (the positive plus the
+    top K negatives over K + 1 when the positive is among them, else the top K + 1
+    negatives). ``paper_exact=True`` computes that (see docs/adapters.md).
+
     - Understanding the Behaviour of Contrastive Loss, Wang & Liu, CVPR 2021,
       https://arxiv.org/abs/2012.09740
 
@@ -30,7 +36,10 @@ class HardSimpleLoss(SimpleLoss):
     """
 
     capabilities: ClassVar[LossCapabilities] = LossCapabilities(
-        softmax_temperature=False, hard_negatives=True, sample_indices=True
+        softmax_temperature=False,
+        hard_negatives=True,
+        sample_indices=True,
+        sample_memory_bank=True,
     )
 
     def __init__(
@@ -40,6 +49,15 @@ class HardSimpleLoss(SimpleLoss):
         gather_distributed: bool = False,
         hard_negatives: HardNegatives = PAPER_ALPHA,
         negative_weight: float | None = None,
+        sample_memory_bank: SampleMemoryBank | None = None,
+        paper_exact: bool = False,
     ) -> None:
-        super().__init__(temperature, memory_bank_size, gather_distributed, negative_weight)
+        super().__init__(
+            temperature,
+            memory_bank_size,
+            gather_distributed,
+            negative_weight,
+            sample_memory_bank,
+            paper_exact,
+        )
         self.hard_negatives = hard_negatives

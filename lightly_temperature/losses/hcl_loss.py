@@ -10,6 +10,7 @@ from lightly_temperature._validation import HardNegatives
 from lightly_temperature.losses.capabilities import LossCapabilities
 from lightly_temperature.losses.pairwise_loss import PairwiseLoss
 from lightly_temperature.losses.reduction import ImportanceWeightedReduction
+from lightly_temperature.losses.sample_memory_bank import SampleMemoryBank
 
 
 class HCLLoss(PairwiseLoss):
@@ -38,6 +39,8 @@ class HCLLoss(PairwiseLoss):
         gather_distributed: gather the negatives from all ranks (gradients flow back).
         hard_negatives: ``None`` (all negatives, the paper's loss), an int K or a fraction
             alpha: reweight only each anchor's K most similar negatives.
+        sample_memory_bank: a memory bank indexed by sample (NPID): pass the batch's
+            ``indices`` at every call; N is then the bank's size minus one.
 
     Example:
         >>> loss_fn = HCLLoss(temperature=0.5, beta=1.0, tau_plus=0.1)
@@ -45,7 +48,10 @@ class HCLLoss(PairwiseLoss):
     """
 
     capabilities: ClassVar[LossCapabilities] = LossCapabilities(
-        softmax_temperature=True, hard_negatives=True, sample_indices=True
+        softmax_temperature=True,
+        hard_negatives=True,
+        sample_indices=True,
+        sample_memory_bank=True,
     )
 
     def __init__(
@@ -56,6 +62,7 @@ class HCLLoss(PairwiseLoss):
         memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
         hard_negatives: HardNegatives = None,
+        sample_memory_bank: SampleMemoryBank | None = None,
     ) -> None:
         super().__init__(
             ImportanceWeightedReduction(beta, tau_plus),
@@ -63,6 +70,7 @@ class HCLLoss(PairwiseLoss):
             temperature,
             memory_bank_size,
             gather_distributed,
+            sample_memory_bank,
         )
 
     @property
@@ -90,7 +98,10 @@ class DebiasedContrastiveLoss(HCLLoss):
     """
 
     capabilities: ClassVar[LossCapabilities] = LossCapabilities(
-        softmax_temperature=True, hard_negatives=False, sample_indices=True
+        softmax_temperature=True,
+        hard_negatives=False,
+        sample_indices=True,
+        sample_memory_bank=True,
     )
 
     def __init__(
@@ -99,5 +110,14 @@ class DebiasedContrastiveLoss(HCLLoss):
         tau_plus: float = 0.1,
         memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
+        sample_memory_bank: SampleMemoryBank | None = None,
     ) -> None:
-        super().__init__(temperature, 0.0, tau_plus, memory_bank_size, gather_distributed, None)
+        super().__init__(
+            temperature,
+            0.0,
+            tau_plus,
+            memory_bank_size,
+            gather_distributed,
+            None,
+            sample_memory_bank,
+        )

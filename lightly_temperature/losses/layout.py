@@ -5,6 +5,10 @@
   ``gather_distributed``); each anchor has 2M - 2 negatives (itself and its positive excluded).
 - MoCo (memory bank): only the rows of ``out0`` are anchors, their positive is the same row of
   ``out1`` and their negatives are the entries of the memory bank.
+- A memory bank indexed by sample (NPID,
+  :class:`~lightly_temperature.losses.sample_memory_bank.SampleMemoryBank`): the rows of
+  ``out0`` are anchors, the candidates are all entries of the bank; an anchor's positive is
+  its own sample's entry (column ``indices[i]``), every other entry is a negative.
 
 :func:`observe_similarities` gives the similarities a loss compares for given inputs without
 touching the loss (no memory bank update): what a monitor reads.
@@ -27,6 +31,7 @@ from lightly.models.utils import concat_all_gather
 from lightly.utils import dist
 from torch import Tensor, nn
 
+from lightly_temperature._validation import check_indices
 from lightly_temperature.similarity_batch import SimilarityBatch
 
 
@@ -40,8 +45,9 @@ class PairLayout:
             memory bank).
         positive: ``(A,)`` cosine similarity of each anchor to its positive (rounded once from
             ``positive_exact``).
-        self_col / pos_col: ``(A,)`` candidate column of the anchor itself and of its positive
-            (SimCLR mode); ``None`` in MoCo mode, where every candidate is a negative.
+        self_col / pos_col: ``(A,)`` candidate column of the anchor itself and of its positive;
+            ``None`` where there is none: both in MoCo mode (every candidate is a negative), the
+            anchor itself over a bank indexed by sample (its positive is its sample's entry).
         num_negatives: real negatives per anchor.
         positive_exact: the same similarities accumulated in float64 (see
             :meth:`positive_logits`).
@@ -66,11 +72,11 @@ class PairLayout:
 
     def excluded(self, positive_too: bool) -> Tensor | None:
         """``(A, e)`` candidate columns that are not negatives: the anchor itself, and its
-        positive when ``positive_too``; ``None`` in MoCo mode."""
-        if self.self_col is None or self.pos_col is None:
-            return None
-        columns = [self.self_col, self.pos_col] if positive_too else [self.self_col]
-        return torch.stack(columns, dim=1)
+        positive when ``positive_too``; ``None`` when there are none (MoCo mode)."""
+        columns = [self.self_col] if self.self_col is not None else []
+        if positive_too and self.pos_col is not None:
+            columns.append(self.pos_col)
+        return torch.stack(columns, dim=1) if columns else None
 
     def similarities(self, temperature: float | Tensor) -> SimilarityBatch:
         """The ``(A, C)`` similarities, ``-inf`` where a candidate is not a negative."""
@@ -127,6 +133,13 @@ def memory_bank_layout(out0: Tensor, out1: Tensor, bank: Tensor) -> PairLayout:
     return PairLayout(out0, bank, exact.to(out0.dtype), None, None, bank.shape[0], exact)
 
 
+def sample_bank_layout(out0: Tensor, bank: Tensor, indices: Tensor) -> PairLayout:
+    """The layout of normalised anchors ``out0`` over a bank indexed by sample ``(N, dim)``:
+    anchor i's positive is entry ``indices[i]``, the N - 1 other entries are its negatives."""
+    exact = _exact_dot(out0, bank.index_select(0, indices))
+    return PairLayout(out0, bank, exact.to(out0.dtype), None, indices, bank.shape[0] - 1, exact)
+
+
 def uses_memory_bank(loss: nn.Module) -> bool:
     """Whether ``loss`` (NTXentLoss or a loss of this package) draws negatives from a bank."""
     bank = getattr(loss, "memory_bank", None)
@@ -139,7 +152,8 @@ def observe_similarities(
 ) -> SimilarityBatch:
     """The similarities ``loss`` compares for ``(out0, out1)``, read without changing it.
 
-    ``indices``: the sample indices the call passed to the loss (``None`` if none).
+    ``indices``: the sample indices the call passed to the loss (``None`` if none); required
+    by a loss over a memory bank indexed by sample (``sample_memory_bank``).
 
     Works for Lightly's ``NTXentLoss`` and this package's losses (both have ``temperature``,
     ``memory_bank`` and ``gather_distributed``). The memory bank is read as it is before the
@@ -147,7 +161,12 @@ def observe_similarities(
     from every rank (a collective: every rank must call it). float32, detached.
     """
     out0, out1 = normalized(out0.detach().float(), out1.detach().float())
-    if uses_memory_bank(loss):
+    sample_bank = getattr(loss, "sample_memory_bank", None)
+    if sample_bank is not None:
+        indices = check_sample_indices(indices, out0, sample_bank.num_samples)
+        bank = sample_bank.bank.detach().to(device=out0.device, dtype=out0.dtype)
+        layout = sample_bank_layout(out0, bank, indices)
+    elif uses_memory_bank(loss):
         bank = loss.memory_bank.bank.detach().to(device=out0.device, dtype=out0.dtype)
         layout = memory_bank_layout(out0, out1, bank)
     else:
@@ -156,6 +175,19 @@ def observe_similarities(
     if isinstance(temperature, Tensor):
         temperature = temperature.detach()
     return layout.similarities(temperature)
+
+
+def check_sample_indices(indices: Tensor | None, out0: Tensor, num_samples: int) -> Tensor:
+    """The batch's sample indices, required over a memory bank indexed by sample: a
+    ``(batch_size,)`` integer tensor in ``[0, num_samples)`` on the embeddings' device."""
+    if indices is None:
+        raise ValueError(
+            "indices=None, but a loss over a memory bank indexed by sample (sample_memory_bank)"
+            " needs the data set index of every sample: call loss(out0, out1, indices=...) "
+            "with the indices of lightly_temperature.data.IndexedDataset"
+        )
+    indices = check_indices(indices, out0.shape[0], num_samples)
+    return indices.to(device=out0.device, dtype=torch.long)  # index_copy takes int64 only
 
 
 class HostPointerMemoryBank(MemoryBankModule):

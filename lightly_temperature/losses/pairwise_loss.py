@@ -20,12 +20,15 @@ from lightly_temperature.losses.capabilities import LossCapabilities
 from lightly_temperature.losses.layout import (
     HostPointerMemoryBank,
     PairLayout,
+    check_sample_indices,
     in_batch_layout,
     memory_bank_layout,
     normalized,
     observe_similarities,
+    sample_bank_layout,
 )
 from lightly_temperature.losses.reduction import Reduction
+from lightly_temperature.losses.sample_memory_bank import SampleMemoryBank
 from lightly_temperature.losses.selection import NegativeSelection, selection_for
 from lightly_temperature.similarity_batch import SimilarityBatch
 
@@ -34,9 +37,12 @@ class PairwiseLoss(nn.Module):
     """A drop-in for ``lightly.loss.NTXentLoss`` made of four parts.
 
     - the *layout* (:mod:`~lightly_temperature.losses.layout`): SimCLR in-batch negatives
-      (``memory_bank_size=0``, gathered from all ranks with ``gather_distributed``) or MoCo
+      (``memory_bank_size=0``, gathered from all ranks with ``gather_distributed``), MoCo
       memory-bank negatives (``memory_bank_size=(entries, dim)``, Lightly's
-      ``MemoryBankModule``, updated with ``out1`` when ``out0`` requires a gradient);
+      ``MemoryBankModule``, updated with ``out1`` when ``out0`` requires a gradient), or a
+      memory bank indexed by sample (``sample_memory_bank``, NPID: the anchor's own entry is
+      its positive, the other entries its negatives; written with ``out1`` at the batch's
+      ``indices`` when ``out0`` requires a gradient);
     - the *selection* of negatives (:mod:`~lightly_temperature.losses.selection`): all of
       them, or the top-K per anchor (``hard_negatives``);
     - the *reduction* (:mod:`~lightly_temperature.losses.reduction`): log-sum-exp (InfoNCE) or
@@ -59,7 +65,7 @@ class PairwiseLoss(nn.Module):
     """
 
     capabilities: ClassVar[LossCapabilities] = LossCapabilities(
-        hard_negatives=True, sample_indices=True
+        hard_negatives=True, sample_indices=True, sample_memory_bank=True
     )
 
     def __init__(
@@ -69,10 +75,16 @@ class PairwiseLoss(nn.Module):
         temperature: float = 0.5,
         memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
+        sample_memory_bank: SampleMemoryBank | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(reduction, Reduction):
             raise ValueError(f"reduction must be a Reduction, got {reduction!r}")
+        if sample_memory_bank is not None and not isinstance(sample_memory_bank, SampleMemoryBank):
+            raise ValueError(
+                "sample_memory_bank must be a SampleMemoryBank or None, got "
+                f"{type(sample_memory_bank).__name__}"
+            )
         self.reduction = reduction
         self.hard_negatives = hard_negatives
         self.temperature = temperature
@@ -84,6 +96,19 @@ class PairwiseLoss(nn.Module):
         self.memory_bank = HostPointerMemoryBank(
             size=memory_bank_size, gather_distributed=gather_distributed, feature_dim_first=False
         )
+        if sample_memory_bank is not None and self.uses_memory_bank:
+            raise ValueError(
+                f"memory_bank_size={memory_bank_size!r} and a sample_memory_bank: a loss draws "
+                "its negatives from one bank; use memory_bank_size=0 with sample_memory_bank"
+            )
+        # A registered submodule: it moves with the loss and is saved in its state dict.
+        self.sample_memory_bank = sample_memory_bank
+        if getattr(self.reduction, "positive_as_candidate", False) and self.uses_memory_bank:
+            raise ValueError(
+                f"{self.reduction!r} with memory_bank_size={memory_bank_size!r}: the paper's "
+                "code compares an anchor with a bank that holds its positive (in-batch or "
+                "sample_memory_bank); MoCo's bank does not"
+            )
 
     # --- parts ----------------------------------------------------------------------------
 
@@ -124,7 +149,8 @@ class PairwiseLoss(nn.Module):
 
         ``indices``: optional data set indices of the batch's samples, shape ``(batch_size,)``
         (from :class:`~lightly_temperature.data.IndexedDataset`), for the parts that are
-        indexed by sample. Parts that are not ignore them.
+        indexed by sample; required with ``sample_memory_bank`` (ValueError otherwise, and
+        for an index outside the bank). Parts that are not indexed by sample ignore them.
         """
         check_embeddings(out0, out1)
         if indices is not None:
@@ -142,6 +168,16 @@ class PairwiseLoss(nn.Module):
 
     def _layout(self, out0: Tensor, out1: Tensor, indices: Tensor | None = None) -> PairLayout:
         out0, out1 = normalized(out0, out1)
+        sample_bank = self.sample_memory_bank
+        if sample_bank is not None:
+            sample_bank.check_embeddings(out0)
+            indices = check_sample_indices(indices, out0, sample_bank.num_samples)
+            bank = sample_bank.bank.to(device=out0.device, dtype=out0.dtype)
+            layout = sample_bank_layout(out0, bank, indices)
+            if out0.requires_grad:
+                # Replaces the bank tensor (out of place): `layout` keeps the entries compared.
+                sample_bank.update(out1, indices, self.gather_distributed)
+            return layout
         if not self.uses_memory_bank:
             return in_batch_layout(out0, out1, self.gather_distributed)
         # The bank as it was before this call (a copy: the update below writes in place).

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from lightly_temperature._validation import check_non_negative, check_temperature
+from lightly_temperature._validation import check_bool, check_non_negative, check_temperature
 from lightly_temperature.kernels import (
     LOGSUMEXP,
     SUM,
@@ -44,6 +44,20 @@ class Reduction:
         raise NotImplementedError
 
 
+def _positive_column_layout(layout: PairLayout, reduction: Reduction) -> None:
+    """The paper's code reduces over a bank row that holds the positive: check there is one."""
+    if layout.pos_col is None:
+        raise ValueError(
+            f"{reduction!r} needs each anchor's positive among the candidates (in-batch "
+            "negatives or a sample_memory_bank); MoCo's memory bank does not hold it"
+        )
+
+
+def _with_positive(k: int | None) -> int | None:
+    """Columns selected when the positive competes with the negatives: K + 1 (None: all)."""
+    return None if k is None else k + 1
+
+
 class LogSumExpReduction(Reduction):
     """InfoNCE over the selected negatives, the positive always in the denominator.
 
@@ -51,17 +65,47 @@ class LogSumExpReduction(Reduction):
     selected negatives' logits: no difference of two nearly equal numbers, so the value and
     the gradient keep their relative precision when the loss is tiny (well-aligned views, a
     small τ), where ``logsumexp(all) - p`` loses it.
+
+    Args:
+        positive_as_candidate: the paper's code (Wang & Liu's ``HardNegativePointLoss``): the
+            denominator is the sum over the K + 1 largest of *all* the anchor's similarities,
+            its positive included, ``-log(e^p / Σ_{top K+1 of {p} ∪ n} e^s)``. When the
+            positive is among them this is the default (the positive plus the top K
+            negatives); when it is not, the positive drops out of the denominator, which then
+            holds the K + 1 hardest negatives. Computed as ``lse - p`` (the default's
+            precision at very low loss is not kept). Without a selection (all negatives) both
+            are InfoNCE. Needs the positive among the candidates (in-batch negatives or a
+            memory bank indexed by sample), not MoCo's bank.
     """
+
+    def __init__(self, positive_as_candidate: bool = False) -> None:
+        self.positive_as_candidate = check_bool(positive_as_candidate, "positive_as_candidate")
 
     def __call__(self, layout: PairLayout, k: int | None, temperature: float | Tensor) -> Tensor:
         # 1/tau is folded into the (A, d) anchors inside the node, not applied to the (A, C)
         # logits; the node sees the unscaled anchors (one backward product in SimCLR mode).
         positive = layout.positive_logits(temperature)
+        if self.positive_as_candidate and k is not None:
+            _positive_column_layout(layout, self)
+            excluded = layout.excluded(positive_too=False)  # the positive competes
+            selected = _with_positive(k)
+            lse = reduce_similarities(
+                layout.anchors,
+                layout.candidates,
+                excluded,
+                selected,
+                LOGSUMEXP,
+                temperature=temperature,
+            )
+            return lse - positive
         excluded = layout.excluded(positive_too=True)  # only negatives in the log-sum-exp
         lse = reduce_similarities(
             layout.anchors, layout.candidates, excluded, k, LOGSUMEXP, temperature=temperature
         )
         return F.softplus(lse - positive)
+
+    def __repr__(self) -> str:
+        return f"LogSumExpReduction(positive_as_candidate={self.positive_as_candidate!r})"
 
 
 class LinearReduction(Reduction):
@@ -69,29 +113,50 @@ class LinearReduction(Reduction):
 
     Args:
         negative_weight: λ; ``None`` means 1 / the number of selected negatives.
+        positive_as_candidate: the paper's code (Wang & Liu's ``FlatLoss`` and
+            ``HardFlatLoss``): the sum runs over the anchor's positive and its negatives
+            together, ``(-p + λ Σ_{s ∈ S} s) / τ``. Without a selection S is the positive and
+            all N negatives and λ = 1/(N + 1); with K, S is the K + 1 largest of them (the
+            positive and the top K negatives when the positive is among them, else the top
+            K + 1 negatives) and λ = 1/(K + 1). The positive's net weight is then
+            ``-(1 - λ)`` rather than -1. Needs the positive among the candidates (in-batch
+            negatives or a memory bank indexed by sample), not MoCo's bank.
     """
 
-    def __init__(self, negative_weight: float | None = None) -> None:
+    def __init__(
+        self, negative_weight: float | None = None, positive_as_candidate: bool = False
+    ) -> None:
         if negative_weight is not None:
             negative_weight = check_temperature(negative_weight, name="negative_weight")
         self.negative_weight = negative_weight
+        self.positive_as_candidate = check_bool(positive_as_candidate, "positive_as_candidate")
 
     def __call__(self, layout: PairLayout, k: int | None, temperature: float | Tensor) -> Tensor:
-        selected = layout.num_negatives if k is None else k
-        weight = 1.0 / selected if self.negative_weight is None else self.negative_weight
+        with_positive = self.positive_as_candidate
+        if with_positive:
+            _positive_column_layout(layout, self)
+            k = _with_positive(k)
+        # Columns summed: the selected ones, else all negatives (and the positive).
+        count = (layout.num_negatives + int(with_positive)) if k is None else k
+        weight = 1.0 / count if self.negative_weight is None else self.negative_weight
         if k is not None:
-            excluded = layout.excluded(positive_too=True)
+            excluded = layout.excluded(positive_too=not with_positive)
             total = reduce_similarities(layout.anchors, layout.candidates, excluded, k, SUM)
         else:
-            # The sum over all negatives needs no (A, C) matrix: a_i . sum_j c_j, minus the
-            # anchor itself and its positive in SimCLR mode.
+            # The sum over all candidates needs no (A, C) matrix: a_i . sum_j c_j, minus the
+            # columns that are not summed (the anchor itself, its positive unless it competes).
             total = layout.anchors @ layout.candidates.sum(dim=0)
             if layout.self_col is not None:
-                total = total - (layout.anchors * layout.anchors).sum(dim=1) - layout.positive
+                total = total - (layout.anchors * layout.anchors).sum(dim=1)
+            if layout.pos_col is not None and not with_positive:
+                total = total - layout.positive
         return (-layout.positive + weight * total) / temperature
 
     def __repr__(self) -> str:
-        return f"LinearReduction(negative_weight={self.negative_weight!r})"
+        return (
+            f"LinearReduction(negative_weight={self.negative_weight!r}, "
+            f"positive_as_candidate={self.positive_as_candidate!r})"
+        )
 
 
 def check_class_prior(tau_plus: float) -> float:

@@ -246,7 +246,7 @@ def collapse_summary(agg: Aggregate) -> list[str]:
 def direction_summary(agg: Aggregate) -> list[str]:
     """Plain-language check of the paper's direction of effects on this study's numbers."""
     lines = []
-    for loss in ("ntxent", "hard_contrastive"):
+    for loss in ("ntxent", "contrastive", "hard_contrastive"):
         points = sorted((tau, m) for (name, tau), m in agg.items() if name == loss)
         if len(points) < 2:
             continue

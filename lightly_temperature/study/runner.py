@@ -29,7 +29,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from lightly_temperature.callbacks._outputs import log_image, log_to_loggers
 from lightly_temperature.figures import SimilarityFigure, write_png
-from lightly_temperature.models import MoCo, SimCLR
+from lightly_temperature.models import NPID, MoCo, SimCLR
 from lightly_temperature.registry import available_losses, loss_capabilities
 from lightly_temperature.study.config import (
     RunSpec,
@@ -57,7 +57,8 @@ class StudyInterrupted(KeyboardInterrupt):
 
 def check_losses(losses, method: str = "simclr") -> None:
     """Every name must be in the loss registry (built-in, registered or a plugin's), and take
-    a memory bank when ``method`` is MoCo (read from the loss's capabilities)."""
+    a memory bank when ``method`` is MoCo, a memory bank indexed by sample when it is NPID
+    (read from the loss's capabilities)."""
     known = available_losses()
     for loss in losses:
         if loss not in known:
@@ -67,10 +68,16 @@ def check_losses(losses, method: str = "simclr") -> None:
                 f"loss {loss!r} takes no memory bank, so it cannot train the MoCo method; "
                 "use --method simclr for it"
             )
+        if method == "npid" and not loss_capabilities(loss).sample_memory_bank:
+            hint = " (use 'contrastive', the same loss)" if loss == "ntxent" else ""
+            raise ValueError(
+                f"loss {loss!r} takes no memory bank indexed by sample, so it cannot train "
+                f"the NPID method{hint}"
+            )
 
 
 def build_module(config: StudyConfig, run: RunSpec, data: StudyData) -> pl.LightningModule:
-    """The package's SimCLR or MoCo LightningModule of one run."""
+    """The package's SimCLR, MoCo or NPID LightningModule of one run."""
     backbone, feature_dim = build_backbone(config.backbone, data.in_channels)
     loss_kwargs: dict[str, Any] = {"temperature": run.temperature}
     if takes_hard_negatives(run.loss):  # None there means all negatives, not the default
@@ -91,6 +98,11 @@ def build_module(config: StudyConfig, run: RunSpec, data: StudyData) -> pl.Light
     if config.method == "moco":
         entries = bank_entries(config.memory_bank_size, len(data.train_views))  # type: ignore[arg-type]
         module: pl.LightningModule = MoCo(memory_bank_size=entries, **kwargs)
+    elif config.method == "npid":
+        # The paper's linear head: with the two-layer head the hard losses over the bank stay
+        # collapsed on digits for most of a run (docs/study.md).
+        kwargs["hidden_dim"] = None
+        module = NPID(len(data.train_views), **kwargs)  # type: ignore[arg-type]
     else:
         module = SimCLR(**kwargs)
     return module
@@ -259,7 +271,12 @@ def _run_grid(
         pl.seed_everything(run.seed, workers=True, verbose=False)
         module = build_module(config, run, data)
         trainer = build_trainer(config, run, output)
-        loader = data.train_loader(config.batch_size, seed=run.seed, num_workers=config.num_workers)
+        loader = data.train_loader(
+            config.batch_size,
+            seed=run.seed,
+            num_workers=config.num_workers,
+            indexed=config.method == "npid",
+        )
         began = time.perf_counter()
         _fit(trainer, module, loader)
         train_seconds = time.perf_counter() - began
