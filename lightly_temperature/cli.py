@@ -127,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs", type=int, default=None, help=f"per run (default: {defaults.epochs})"
     )
     study.add_argument(
+        "--fewshot",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="K",
+        help="labelled train images per class of the few-shot accuracies (1-NN on the "
+        f"projections, {defaults.few_shot_draws} label draws), distinct ints >= 1 (default: "
+        f"{_words(defaults.few_shot)})",
+    )
+    study.add_argument(
         "--batch-size", type=int, default=None, help=f"(default: {defaults.batch_size})"
     )
     study.add_argument(
@@ -261,6 +271,7 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
         "losses": tuple(args.losses) if args.losses else None,
         "temperatures": tuple(args.temperatures) if args.temperatures else None,
         "seeds": tuple(args.seeds) if args.seeds else None,
+        "few_shot": tuple(args.fewshot) if args.fewshot else None,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
@@ -290,7 +301,7 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
 
 def _run_study(args: argparse.Namespace) -> int:
 
-    from lightly_temperature.study.data import load_study_data
+    from lightly_temperature.study.data import check_few_shot_data, load_study_data
     from lightly_temperature.study.results import ResultsFile
     from lightly_temperature.study.runner import check_losses, check_trainer_settings, run_study
     from lightly_temperature.study.settings import (
@@ -310,7 +321,8 @@ def _run_study(args: argparse.Namespace) -> int:
         )
         # run_study repeats these checks; here their errors become one line.
         check_output_settings(config.output, study_settings(config, data), write=False)
-        ResultsFile(Path(config.output) / "results.csv").check_columns()
+        check_few_shot_data(data, config.few_shot)
+        ResultsFile(Path(config.output) / "results.csv", config.few_shot).check_columns()
         check_output_folder(config.output)  # last: it creates the folder
     except (ValueError, FileNotFoundError) as error:
         raise CLIError(str(error)) from None

@@ -22,7 +22,9 @@ from lightly_temperature._validation import (
     check_positive,
 )
 from lightly_temperature.functional import PAPER_ALPHA
+from lightly_temperature.metrics import DEFAULT_DRAWS
 from lightly_temperature.models._base import OPTIMIZERS
+from lightly_temperature.probe import check_few_shot
 from lightly_temperature.registry import loss_capabilities
 from lightly_temperature.study.models import BACKBONES
 
@@ -30,6 +32,9 @@ METHODS = ("simclr", "moco")
 #: Losses in the default grid, in the order of the paper's Table 1.
 DEFAULT_LOSSES = ("ntxent", "simple", "hard_contrastive", "hard_simple")
 DEFAULT_TEMPERATURES = (0.07, 0.3, 0.7, 1.0)
+#: Labelled train images per class of the few-shot accuracies (results.csv's
+#: ``fewshot_accuracy_{k}``).
+DEFAULT_FEW_SHOT = (1, 10)
 #: Names used in reports.
 DISPLAY_NAMES = {
     "ntxent": "Contrastive",
@@ -201,6 +206,9 @@ class StudyConfig:
     # evaluation
     knn_k: int = 20
     knn_t: float = 0.1
+    #: Labels per class of the few-shot accuracies, and the label draws each averages.
+    few_shot: tuple[int, ...] = DEFAULT_FEW_SHOT
+    few_shot_draws: int = DEFAULT_DRAWS
     # Lightning
     accelerator: str = "auto"
     devices: int | str = "auto"
@@ -230,6 +238,8 @@ class StudyConfig:
         minimum.update(image_size=1, knn_k=1, num_workers=0, memory_bank_size=0)
         for name, low in minimum.items():
             check_int(getattr(self, name), name, low)
+        self.few_shot = check_few_shot(self.few_shot, "fewshot")
+        check_int(self.few_shot_draws, "few_shot_draws", 1)
         check_int(self.max_eval_samples, "max_eval_samples", 1, optional=True)
         check_int(self.threads, "threads", 1, optional=True)
         check_ints(self.seeds, "seeds", 0)
