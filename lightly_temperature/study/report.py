@@ -119,7 +119,7 @@ def table_metrics(agg: Aggregate) -> list[tuple[str, str, float]]:
 def seeds_label(agg: Aggregate) -> str:
     """``"mean ± std over 3 seeds"``, or ``"one seed"``: said on every plot."""
     n = max((m["knn_accuracy"][2] for m in agg.values()), default=1)
-    return f"mean ± std over {n} seeds" if n > 1 else "one seed: no error bars"
+    return f"mean ± std over {n} seeds" if n > 1 else "one seed"
 
 
 def _ordered_losses(keys: Iterable[tuple[str, float]], order: Sequence[str]) -> list[str]:
@@ -180,13 +180,15 @@ def _plot_metric(
             )
             continue
         xs = [p[0] for p in points]
+        # Lines side by side (a few % of a log decade) so that error bars do not hide each other.
+        dodge = 1.0 + 0.025 * (index - (len(losses) - 1) / 2)
         means = [p[1][0] * scale for p in points]
         if spread is None:
             stds = [p[1][1] * scale for p in points]
         else:
             stds = [agg[(loss, tau)][spread][0] * scale for tau in xs]
         ax.errorbar(
-            xs,
+            [x * dodge for x in xs],
             means,
             color=color,
             yerr=stds if any(stds) else None,
@@ -214,21 +216,25 @@ def plot_metrics(
     paths = {}
     seeds = seeds_label(agg)
     few_shot = _few_shot_counts_of(agg)
+    several = max((m["knn_accuracy"][2] for m in agg.values()), default=1) > 1
+    bars = "bars: seeds and label draws" if several else "bars: label draws"
     panels = 2 + len(few_shot)
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
-    axes = axes[0]
+    rows = (panels + 1) // 2  # two panels a row: fits a slide
+    fig, grid = plt.subplots(rows, 2, figsize=(11, 4 * rows), squeeze=False)
+    axes = grid.reshape(-1)
+    for ax in axes[panels:]:
+        ax.set_visible(False)
     _plot_metric(axes[0], agg, losses, "knn_accuracy", "kNN accuracy (%)", 100.0)
     _plot_metric(axes[1], agg, losses, "linear_accuracy", "linear-probe accuracy (%)", 100.0)
     for ax, k in zip(axes[2:], few_shot):
         column = few_shot_names(k)[0]
         label = f"{k}-shot accuracy (%)"
         _plot_metric(ax, agg, losses, column, label, 100.0, column + TOTAL_SPREAD)
-        ax.set_title(f"{k} label{'s' if k > 1 else ''} per class, 1-NN", fontsize=10)
-    fig.suptitle(
-        f"Accuracy against τ — {title} ({seeds}"
-        + ("; few-shot bars: seeds and label draws" if few_shot else "")
-        + ")"
-    )
+        ax.set_title(
+            f"{k} label{'s' if k > 1 else ''} per class, 1-NN ({bars})",
+            fontsize=10,
+        )
+    fig.suptitle(f"Accuracy against τ — {title} ({seeds})")
     fig.tight_layout()
     paths["accuracy"] = output_dir / PLOTS["accuracy"]
     fig.savefig(paths["accuracy"], dpi=100)
@@ -250,6 +256,7 @@ def plot_metrics(
         column = few_shot_names(few_shot[0])[0]
         label = f"{few_shot[0]}-shot accuracy (%)"
         _plot_metric(axes[0, 1], agg, losses, column, label, 100.0, column + TOTAL_SPREAD)
+        axes[0, 1].set_title(bars, fontsize=9)
     else:
         _plot_metric(axes[0, 1], agg, losses, "knn_accuracy", "kNN accuracy (%)", 100.0)
     _plot_metric(axes[1, 0], agg, losses, "uniformity", "uniformity (−L_uniformity)", 1.0)
@@ -382,13 +389,16 @@ def few_shot_findings(agg: Aggregate) -> list[str]:
             ends = (plain[0], plain[-1])
             shape = " → ".join(f"{100 * values[tau][0]:.1f}" for tau in plain)
             if peak in ends:
-                verdict = f"no: the highest accuracy is at the edge of the grid, τ = {peak:g}"
+                verdict = f"does not hold: the highest accuracy is at the edge, τ = {peak:g}"
             else:
-                low, high = (_beyond(values[peak], values[end]) for end in ends)
+                sides = {end: _beyond(values[peak], values[end]) for end in ends}
+                holds = all(side == "beyond the seed spread" for side in sides.values())
                 verdict = (
-                    f"peak at τ = {peak:g} ({_pct(values[peak])}) above τ = {ends[0]:g} "
-                    f"({_pct(values[ends[0]])}, {low}) and τ = {ends[1]:g} "
-                    f"({_pct(values[ends[1]])}, {high})"
+                    ("holds beyond the seed spread" if holds else "peak inside the grid")
+                    + f": τ = {peak:g} ({_pct(values[peak])}) above "
+                    + " and ".join(
+                        f"τ = {end:g} ({_pct(values[end])}, {sides[end]})" for end in ends
+                    )
                 )
             lines.append(
                 f"- **Contrastive, inverted U in τ ({k} label{'s' if k > 1 else ''} per "
@@ -398,14 +408,14 @@ def few_shot_findings(agg: Aggregate) -> list[str]:
     if common:
         tau = common[-1]
         p_many, h_many = (_mean_std(agg, loss, tau, many) for loss in (PLAIN, HARD))
-        verdict = _beyond(h_many, p_many) if h_many[0] > p_many[0] else "no"
+        verdict = _beyond(h_many, p_many) if h_many[0] > p_many[0] else "no, not above"
         lines.append(
             f"- **HardContrastive holds the accuracy at large τ ({counts[-1]} labels per "
             f"class, τ = {tau:g}):** HardContrastive {_pct(h_many)}, Contrastive "
             f"{_pct(p_many)}; hard above plain: {verdict}."
         )
         p_few, h_few = (_mean_std(agg, loss, tau, few) for loss in (PLAIN, HARD))
-        verdict = _beyond(p_few, h_few) if h_few[0] < p_few[0] else "no"
+        verdict = _beyond(p_few, h_few) if h_few[0] < p_few[0] else "no, not below"
         lines.append(
             f"- **HardContrastive loses one-label accuracy ({counts[0]} label"
             f"{'s' if counts[0] > 1 else ''} per class, τ = {tau:g}):** HardContrastive "
