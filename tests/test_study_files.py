@@ -103,7 +103,7 @@ def test_cli_retrains_the_run_of_a_cut_row_and_reports_its_own_numbers(tmp_path)
     (output / "results.csv").write_text(text[: text.index("0.969359") + len("0.969359,0.9")])
     done = run_python(
         "-m", "lightly_temperature", "study", "--output", output, "--losses", "ntxent",
-        "--temperatures", "0.5", "--epochs", "1", "--batch-size", "128",
+        "--temperatures", "0.5", "--epochs", "1", "--batch-size", "128", "--seeds", "0",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"warning: {output / 'results.csv'} line 2 is malformed (cut short" in done.stdout

@@ -126,7 +126,8 @@ def check_few_shot_data(data: StudyData, few_shot: tuple[int, ...]) -> None:
         raise ValueError(
             f"--fewshot {' '.join(str(k) for k in few_shot)}: class {int(classes[smallest])} "
             f"of the train split has {int(counts[smallest])} images, fewer than "
-            f"{max(few_shot)} labels per class"
+            f"{max(few_shot)} labels per class: give --fewshot label counts up to "
+            f"{int(counts[smallest])}"
         )
 
 

@@ -125,9 +125,9 @@ class ResultsFile:
         header = next(csv.reader([lines[0]]), [])
         if tuple(header) != self.columns:
             raise ValueError(
-                f"{self.path} is not a study results file of this version and --fewshot: its "
-                f"columns are {','.join(header) or '(none)'}, expected {','.join(self.columns)}; "
-                "use another --output"
+                f"{self.path} is not a study results file of this version: its columns are "
+                f"{','.join(header) or '(none)'}, expected {','.join(self.columns)}; use another "
+                "--output"
             )
         rows, rejected, kept = [], [], [lines[0]]
         for number, line in enumerate(lines[1:], start=2):
