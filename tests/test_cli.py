@@ -163,7 +163,8 @@ def test_image_folder_data(tmp_path, capsys):
     output = tmp_path / "out"
     args = ["study", "--data", str(tmp_path / "images"), "--output", str(output)]
     args += ["--image-size", "8", "--temperatures", "0.5", "--losses", "hard_contrastive"]
-    args += ["--epochs", "1", "--batch-size", "4", "--no-progress-bar", "--fewshot", "1", "8"]
+    args += ["--epochs", "1", "--batch-size", "4", "--seeds", "0", "--no-progress-bar"]
+    args += ["--fewshot", "1", "8"]
     assert main(args) == 0
     rows = read_csv(output / "results.csv")
     assert len(rows) == 1 and rows[0]["loss"] == "hard_contrastive"

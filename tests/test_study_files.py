@@ -159,10 +159,11 @@ def test_a_crashed_first_run_does_not_bind_the_folder(tmp_path, monkeypatch):
 def test_report_covers_every_comparable_finished_run_and_names_the_others(tmp_path):
     from lightly_temperature.study.runner import run_study
 
-    wide = StudyConfig(output=str(tmp_path), losses=("ntxent",), temperatures=(0.1, 0.5, 1.0))
+    one = {"losses": ("ntxent",), "seeds": (0,)}
+    wide = StudyConfig(output=str(tmp_path), temperatures=(0.1, 0.5, 1.0), **one)
     _finish(tmp_path, wide, knn_accuracy=0.25)
-    _finish(tmp_path, StudyConfig(losses=("ntxent",), temperatures=(0.5,), epochs=3))
-    narrow = StudyConfig(output=str(tmp_path), losses=("ntxent",), temperatures=(0.5,))
+    _finish(tmp_path, StudyConfig(temperatures=(0.5,), epochs=3, **one))
+    narrow = StudyConfig(output=str(tmp_path), temperatures=(0.5,), **one)
     lines: list[str] = []
     report = run_study(narrow, data=load_digits_data(), printer=lines.append).read_text()
     assert "| loss | metric | τ = 0.1 | τ = 0.5 | τ = 1 |" in report
