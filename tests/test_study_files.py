@@ -194,3 +194,26 @@ def test_saved_similarities_load_as_tensors_only_and_a_damaged_file_is_left_out(
         assert warning.endswith(f"moved to {file}.rejected, left out of grid.png")
         assert not file.exists() and (tmp_path / f"{file.name}.rejected").exists()
     assert good.exists()
+
+
+def test_similarity_grid_has_one_panel_per_loss_and_tau_whatever_the_seeds(tmp_path):
+    from lightly_temperature.study.report import _one_run_per_setting
+
+    files = {}
+    for name in ("c_s0", "c_s1", "h_s0", "h_s1", "c2_s1"):
+        files[name] = tmp_path / f"{name}.pt"
+        if name != "c2_s0":
+            files[name].write_bytes(b"")
+    run_files = [
+        ("c_s0", "ntxent", "τ = 0.3", files["c_s0"]),
+        ("h_s0", "hard_contrastive", "τ = 0.3", files["h_s0"]),
+        ("c_s1", "ntxent", "τ = 0.3", files["c_s1"]),
+        ("h_s1", "hard_contrastive", "τ = 0.3", files["h_s1"]),
+        ("c2_s0", "ntxent", "τ = 1", tmp_path / "missing.pt"),  # not evaluated: no panel
+        ("c2_s1", "ntxent", "τ = 1", files["c2_s1"]),
+    ]
+    assert _one_run_per_setting(run_files) == [
+        ("Contrastive", "τ = 0.3", files["c_s0"]),
+        ("HardContrastive", "τ = 0.3", files["h_s0"]),
+        ("Contrastive", "τ = 1", files["c2_s1"]),
+    ]

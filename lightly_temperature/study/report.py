@@ -348,6 +348,18 @@ def direction_summary(agg: Aggregate) -> list[str]:
     return lines
 
 
+def _one_run_per_setting(
+    run_files: Sequence[tuple[str, str, str, Path]],
+) -> list[tuple[str, str, Path]]:
+    """The similarity grid's panels: the first run (in grid order: the first seed) of each
+    loss and τ, so that the figure stays one panel per setting whatever the seeds."""
+    panels: dict[tuple[str, str], tuple[str, str, Path]] = {}
+    for _, loss, tau, file in run_files:
+        if file.exists():
+            panels.setdefault((loss, tau), (display_name(loss), tau, file))
+    return list(panels.values())
+
+
 PLAIN, HARD = "ntxent", "hard_contrastive"
 
 
@@ -452,9 +464,7 @@ def write_report(
         return path
     plot_metrics(agg, losses, output_dir, title)
     grid = plot_similarity_grid(
-        [(display_name(loss), tau, file) for _, loss, tau, file in run_files],
-        output_dir / PLOTS["similarities"],
-        warn,
+        _one_run_per_setting(run_files), output_dir / PLOTS["similarities"], warn
     )
     n_seeds = max(m["knn_accuracy"][2] for m in agg.values())
     lines += [
@@ -524,7 +534,8 @@ def write_report(
     ]
     if grid is not None:
         lines.append(
-            f"- [positive vs top-10 negative similarities, all runs]({PLOTS['similarities']})"
+            f"- [positive vs top-10 negative similarities, one run per loss and τ (its first "
+            f"seed)]({PLOTS['similarities']})"
         )
     lines += ["", "### Similarity distributions per run", ""]
     for name, loss, tau, _ in run_files:
