@@ -175,13 +175,15 @@ class TemperatureAnalysis(Callback):
 
     @property
     def state_key(self) -> str:
+        # few_shot only when set: checkpoints of callbacks without it keep their key.
+        extra = {"few_shot": self.few_shot} if self.few_shot else {}
         return self._generate_state_key(
             every_n_epochs=self.every_n_epochs,
             every_n_steps=self.every_n_steps,
             max_samples=self.max_samples,
             metrics=self.metrics,
             seed=self.seed,
-            few_shot=self.few_shot,
+            **extra,
         )
 
     # --- Lightning hooks -----------------------------------------------------------------
