@@ -216,3 +216,19 @@ def test_similarity_grid_has_one_panel_per_loss_and_tau_whatever_the_seeds(tmp_p
         ("HardContrastive", "τ = 0.3", files["h_s0"]),
         ("Contrastive", "τ = 1", files["c2_s1"]),
     ]
+
+
+def test_per_run_links_name_the_seed_when_there_are_several(tmp_path):
+    from lightly_temperature.study.report import write_report
+
+    rows, run_files = [], []
+    for seed in (0, 1):
+        name = f"simclr_ntxent_t0.5_s{seed}_e1"
+        (tmp_path / "similarities").mkdir(exist_ok=True)
+        (tmp_path / "similarities" / f"{name}.png").write_bytes(b"")
+        rows.append({k: str(v) for k, v in _row(seed=seed).items()})
+        run_files.append((name, "ntxent", "τ = 0.5", tmp_path / "similarities" / f"{name}.pt"))
+    report = write_report(rows, tmp_path, "t", run_files=run_files).read_text()
+    assert "- [Contrastive, τ = 0.5, seed 1](similarities/simclr_ntxent_t0.5_s1_e1.png)" in report
+    one = write_report(rows[:1], tmp_path, "t", run_files=run_files[:1]).read_text()
+    assert "- [Contrastive, τ = 0.5](similarities/simclr_ntxent_t0.5_s0_e1.png)" in one

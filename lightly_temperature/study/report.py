@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -348,6 +349,10 @@ def direction_summary(agg: Aggregate) -> list[str]:
     return lines
 
 
+#: The seed in a run's name (:attr:`RunSpec.name`: ``..._s{seed}_e{epochs}``).
+_RUN_SEED = re.compile(r"_s(\d+)_e\d+$")
+
+
 def _one_run_per_setting(
     run_files: Sequence[tuple[str, str, str, Path]],
 ) -> list[tuple[str, str, Path]]:
@@ -538,10 +543,13 @@ def write_report(
             f"seed)]({PLOTS['similarities']})"
         )
     lines += ["", "### Similarity distributions per run", ""]
+    several_seeds = n_seeds > 1
     for name, loss, tau, _ in run_files:
         png = f"{SIMILARITY_DIR}/{name}.png"
         if (output_dir / png).exists():
-            lines.append(f"- [{display_name(loss)}, {tau}]({png})")
+            seed = _RUN_SEED.search(name) if several_seeds else None
+            label = f", seed {seed[1]}" if seed else ""
+            lines.append(f"- [{display_name(loss)}, {tau}{label}]({png})")
     lines += ["", "Raw numbers: [results.csv](results.csv)."]
     path = output_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
