@@ -1,7 +1,7 @@
 """The ``lightly-temperature`` command: ``study``, ``explain`` and ``ssl-train``.
 
 Examples:
-    $ lightly-temperature study                      # embedded digits, ~5 minutes on a CPU
+    $ lightly-temperature study                      # embedded digits, ~8 minutes on a CPU
     $ lightly-temperature ssl-train input_dir=images/ pre_trained=False criterion.loss=hcl
     $ lightly-temperature study --dataset cifar10 --data-dir ~/data --preset paper --accelerator gpu
     $ lightly-temperature explain --similarities 0.5 0.25 -0.45 -0.1 --temperatures 1 0.5 0.05 0.01
@@ -130,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     study.add_argument(
         "--epochs", type=int, default=None, help=f"per run (default: {defaults.epochs})"
+    )
+    study.add_argument(
+        "--fewshot",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="K",
+        help="labelled train images per class of the few-shot accuracies (1-NN on the "
+        f"projections, {defaults.few_shot_draws} label draws), distinct ints >= 1 (default: "
+        f"{_words(defaults.few_shot)})",
     )
     study.add_argument(
         "--batch-size", type=int, default=None, help=f"(default: {defaults.batch_size})"
@@ -298,6 +308,7 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
         "losses": tuple(args.losses) if args.losses else None,
         "temperatures": tuple(args.temperatures) if args.temperatures else None,
         "seeds": tuple(args.seeds) if args.seeds else None,
+        "few_shot": tuple(args.fewshot) if args.fewshot else None,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
@@ -329,7 +340,7 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
 
 def _run_study(args: argparse.Namespace) -> int:
 
-    from lightly_temperature.study.data import load_study_data
+    from lightly_temperature.study.data import check_few_shot_data, load_study_data
     from lightly_temperature.study.results import ResultsFile
     from lightly_temperature.study.runner import check_losses, check_trainer_settings, run_study
     from lightly_temperature.study.settings import (
@@ -349,7 +360,8 @@ def _run_study(args: argparse.Namespace) -> int:
         )
         # run_study repeats these checks; here their errors become one line.
         check_output_settings(config.output, study_settings(config, data), write=False)
-        ResultsFile(Path(config.output) / "results.csv").check_columns()
+        check_few_shot_data(data, config.few_shot)
+        ResultsFile(Path(config.output) / "results.csv", config.few_shot).check_columns()
         check_output_folder(config.output)  # last: it creates the folder
     except (ValueError, FileNotFoundError) as error:
         raise CLIError(str(error)) from None

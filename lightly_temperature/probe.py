@@ -33,13 +33,16 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from lightly_temperature._validation import HardNegatives, check_int
+from lightly_temperature._validation import HardNegatives, check_int, check_ints
 from lightly_temperature.metrics import (
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_DRAWS,
+    FewShotAccuracy,
     alignment,
     effective_negatives_of_views,
     effective_rank,
     embedding_spread,
+    few_shot_accuracy,
     positive_and_top_negative_similarities,
     same_label_penalty_mass_of_views,
     std_of_l2_normalized,
@@ -440,8 +443,32 @@ def _gather_probe(
     )
 
 
-def metric_names(metrics: Sequence[str] = AVAILABLE_METRICS, top_k: int = 10) -> list[str]:
-    """Names of the values :func:`probe_metrics` returns for these metric groups, in order."""
+#: Seed of the few-shot label draws: every run and evaluation labels the same samples, so
+#: that runs are compared on the same labelled images.
+FEW_SHOT_SEED = 0
+
+
+def few_shot_names(shots: int) -> tuple[str, str]:
+    """The names of the few-shot values for ``shots`` labels per class: the mean accuracy over
+    the label draws and its standard deviation over them."""
+    return f"fewshot_accuracy_{shots}", f"fewshot_accuracy_{shots}_draw_std"
+
+
+def check_few_shot(few_shot: Sequence[int] | int, name: str = "few_shot") -> tuple[int, ...]:
+    """Labels per class of the few-shot accuracy: distinct ints >= 1, kept in order."""
+    if isinstance(few_shot, int) and not isinstance(few_shot, bool):
+        few_shot = (few_shot,)
+    checked = check_ints(few_shot, name, minimum=1)
+    if len(set(checked)) != len(checked):
+        raise ValueError(f"{name} must not repeat a label count, got {few_shot!r}")
+    return checked
+
+
+def metric_names(
+    metrics: Sequence[str] = AVAILABLE_METRICS, top_k: int = 10, few_shot: Sequence[int] = ()
+) -> list[str]:
+    """Names of the values :func:`probe_metrics` returns for these metric groups and few-shot
+    label counts, in order."""
     names: list[str] = []
     for metric in AVAILABLE_METRICS:
         if metric not in metrics:
@@ -454,6 +481,8 @@ def metric_names(metrics: Sequence[str] = AVAILABLE_METRICS, top_k: int = 10) ->
             names.append("false_negative_penalty_mass")
         else:
             names.append(metric)
+    for shots in few_shot:
+        names += few_shot_names(shots)
     return names
 
 
@@ -491,6 +520,9 @@ def probe_metrics(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     temperature: float | None = None,
     hard_negatives: HardNegatives = None,
+    few_shot: Sequence[int] = (),
+    few_shot_pool: ProbeEmbeddings | None = None,
+    few_shot_draws: int = DEFAULT_DRAWS,
 ) -> ProbeMetrics:
     """The metric values of a probe's embeddings, as TemperatureAnalysis logs them.
 
@@ -509,22 +541,34 @@ def probe_metrics(
       of each anchor of ``z0`` among the 2N - 2 others of the pairs (SimCLR's layout);
     - ``false_negative_penalty`` (``false_negative_penalty_mass``; needs two views, labels
       and ``temperature``): the mean share of that penalty on negatives of the anchor's label.
+    - for each label count k of ``few_shot`` (needs labels): ``fewshot_accuracy_{k}``, the
+      1-NN accuracy of the first views with k labelled samples per class, mean over
+      ``few_shot_draws`` label draws (seed :data:`FEW_SHOT_SEED`), and
+      ``fewshot_accuracy_{k}_draw_std``, its standard deviation over the draws
+      (:func:`~lightly_temperature.metrics.few_shot_accuracy`). The labelled samples are
+      drawn from ``few_shot_pool``'s first views (e.g. the train split) and the probe is
+      the queries; without a pool they are drawn from the probe and the rest of it are the
+      queries.
 
     A metric whose input is missing is NaN, as is every metric when an embedding is not
     finite (with a warning). A pure function: nothing is logged or kept.
 
     Raises:
-        ValueError: an unknown metric, ``top_k`` < 1, or fewer than 2 samples.
+        ValueError: an unknown metric, ``top_k`` < 1, fewer than 2 samples, or a label count
+            above the size of a class of the labelled samples.
     """
     selected = check_metrics(metrics)
     check_int(top_k, "top_k", minimum=1)
+    few_shot = check_few_shot(few_shot)
     if probe.num_samples < 2:
         raise ValueError(f"the probe has {probe.num_samples} sample(s), the metrics need 2")
-    values = {name: math.nan for name in metric_names(selected, top_k)}
+    values = {name: math.nan for name in metric_names(selected, top_k, few_shot)}
     z0, z1, labels = probe.z0, probe.z1, probe.labels
     finite = torch.isfinite(z0).all()
     if z1 is not None:
         finite = finite & torch.isfinite(z1).all()
+    if few_shot and few_shot_pool is not None:
+        finite = finite & torch.isfinite(few_shot_pool.z0).all()
     if not bool(finite):  # one host sync for both views
         rank_zero_warn(
             "TemperatureAnalysis: the probe embeddings contain NaN or inf: every metric of "
@@ -577,7 +621,49 @@ def probe_metrics(
     if results:
         stacked = torch.stack([v.detach().reshape(()).float() for v in results.values()])
         values.update(zip(results, stacked.tolist()))
+    for shots, accuracy in _few_shot(probe, few_shot, few_shot_pool, few_shot_draws, chunk_size):
+        mean_name, std_name = few_shot_names(shots)
+        values[mean_name], values[std_name] = accuracy.mean, accuracy.std
     return ProbeMetrics(values, positive, negatives, per_sample)
+
+
+def _few_shot(
+    probe: ProbeEmbeddings,
+    few_shot: Sequence[int],
+    pool: ProbeEmbeddings | None,
+    draws: int,
+    chunk_size: int,
+) -> Iterator[tuple[int, FewShotAccuracy]]:
+    """The few-shot accuracy for each label count (none without labels: left NaN)."""
+    if not few_shot or probe.labels is None or (pool is not None and pool.labels is None):
+        return
+    for shots in few_shot:
+        if pool is None:  # labelled samples and queries from the probe
+            yield (
+                shots,
+                few_shot_accuracy(
+                    probe.z0,
+                    probe.labels,
+                    shots=shots,
+                    draws=draws,
+                    seed=FEW_SHOT_SEED,
+                    chunk_size=chunk_size,
+                ),
+            )
+        else:
+            yield (
+                shots,
+                few_shot_accuracy(
+                    pool.z0,
+                    pool.labels,
+                    probe.z0,
+                    probe.labels,
+                    shots=shots,
+                    draws=draws,
+                    seed=FEW_SHOT_SEED,
+                    chunk_size=chunk_size,
+                ),
+            )
 
 
 def _tolerance_or_nan(z: Tensor, labels: Tensor) -> float:

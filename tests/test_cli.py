@@ -29,9 +29,13 @@ EXPECTED_COLUMNS = [
     "false_negative_rate",
     "effective_negatives",
     "embedding_spread",
+    "fewshot_accuracy_1",
+    "fewshot_accuracy_1_draw_std",
+    "fewshot_accuracy_10",
+    "fewshot_accuracy_10_draw_std",
     "train_seconds",
 ]
-TINY = ["--epochs", "2", "--batch-size", "128", "--no-progress-bar"]
+TINY = ["--epochs", "2", "--batch-size", "128", "--seeds", "0", "--no-progress-bar"]
 
 
 @pytest.fixture(scope="module")
@@ -194,10 +198,13 @@ def test_image_folder_data(tmp_path, capsys):
     output = tmp_path / "out"
     args = ["study", "--data", str(tmp_path / "images"), "--output", str(output)]
     args += ["--image-size", "8", "--temperatures", "0.5", "--losses", "hard_contrastive"]
-    args += ["--epochs", "1", "--batch-size", "4", "--no-progress-bar"]
+    args += ["--epochs", "1", "--batch-size", "4", "--seeds", "0", "--no-progress-bar"]
+    args += ["--fewshot", "1", "8"]
     assert main(args) == 0
     rows = read_csv(output / "results.csv")
     assert len(rows) == 1 and rows[0]["loss"] == "hard_contrastive"
+    # 8 labels per class: every train image labelled, the same for every draw.
+    assert float(rows[0]["fewshot_accuracy_8_draw_std"]) == 0.0
     assert "data: images (" in (output / "report.md").read_text()
 
 
@@ -244,6 +251,9 @@ def test_image_folder_data(tmp_path, capsys):
         (["study", "--precision", "bogus"], "precision must be one of 32, 32-true, 16-mixed"),
         (["study", "--precision", "64"], "(the study evaluates in float32 or mixed precision)"),
         (["study", "--seeds", "0", "-1"], "seeds must be ints >= 0, got (0, -1)"),
+        (["study", "--fewshot", "0"], "fewshot must be ints >= 1, got (0,)"),
+        (["study", "--fewshot", "1", "1"], "fewshot must not repeat a label count, got (1, 1)"),
+        (["study", "--fewshot", "1", "140"], "--fewshot 1 140: class 8 of the train split has 139"),
         (["study", "--data", "{tmp}/oneclass"], "found 1 class subfolder (a), need at least 2"),
         (
             ["study", "--data", "{tmp}/damaged"],

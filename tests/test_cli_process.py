@@ -43,7 +43,7 @@ def _wait_for_line(process: subprocess.Popen, text: str) -> list[str]:
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_study_keeps_finished_runs_and_says_so(tmp_path, sent):
     output = tmp_path / "out"
-    config = StudyConfig(losses=("ntxent",), temperatures=(0.1, 0.5), epochs=50)
+    config = StudyConfig(losses=("ntxent",), temperatures=(0.1, 0.5), epochs=50, seeds=(0,))
     first = config.runs()[0]
     row = {c: 0.5 for c in METRIC_COLUMNS}
     row.update(method="simclr", loss="ntxent", temperature=first.temperature)
@@ -53,7 +53,7 @@ def test_interrupted_study_keeps_finished_runs_and_says_so(tmp_path, sent):
 
     process = _start(
         "study", "--output", str(output), "--losses", "ntxent", "--temperatures", "0.1", "0.5",
-        "--epochs", "50", "--batch-size", "64",
+        "--epochs", "50", "--batch-size", "64", "--seeds", "0",
     )  # fmt: skip
     try:
         lines = _wait_for_line(process, "run 2 of 2")
@@ -115,4 +115,5 @@ def test_help_gives_the_default_of_every_option():
     assert shown[("study", "--epochs")][1] == str(defaults.epochs)
     assert shown[("study", "--batch-size")][1] == str(defaults.batch_size)
     assert shown[("study", "--lr")][1] == f"{defaults.lr:g}"
-    assert shown[("study", "--seeds")][1] == "0"
+    assert shown[("study", "--seeds")][1] == "0 1 2"
+    assert shown[("study", "--fewshot")][1] == "1 10"

@@ -61,7 +61,11 @@ def watched_study(tmp_path_factory):
         common = dict(every_n_epochs=run.epochs, max_samples=None, seed=run.seed)
         common.update(save_figures=False, save_csv=False)
         plain = TemperatureAnalysis(
-            data.plain_loader("test", 512), metrics=(*PLAIN, "false_negatives"), **common
+            data.plain_loader("test", 512),
+            metrics=(*PLAIN, "false_negatives"),
+            few_shot=config.few_shot,  # labelled train images, the test images as queries
+            few_shot_dataloader=data.plain_loader("train", 512),
+            **common,
         )
         views = TemperatureAnalysis(
             data.probe_loader(512),
@@ -95,6 +99,13 @@ def test_results_and_report_hold_the_values_temperature_analysis_logs(watched_st
         # results.csv keeps 6 significant digits, report.md 3 decimals: of the same float.
         assert result[column] == f"{value:.6g}", name
         assert f"| {REPORT_LABELS[column]} | {value:.3f} |" in report, name
+    for shots in (1, 10):  # the study's default label counts
+        for name in (f"fewshot_accuracy_{shots}", f"fewshot_accuracy_{shots}_draw_std"):
+            # Logged as float32 by pl_module.log; results.csv keeps 6 significant digits.
+            value = float(logged_row[f"temperature_analysis/{name}"])
+            assert float(result[name]) == pytest.approx(value, rel=1e-5), name
+        accuracy = float(logged_row[f"temperature_analysis/fewshot_accuracy_{shots}"])
+        assert f"| {shots}-shot acc. (%) | {100 * accuracy:.1f} |" in report
 
 
 def test_uniformity_and_tolerance_are_of_the_plain_test_images(watched_study):

@@ -103,7 +103,7 @@ def test_cli_retrains_the_run_of_a_cut_row_and_reports_its_own_numbers(tmp_path)
     (output / "results.csv").write_text(text[: text.index("0.969359") + len("0.969359,0.9")])
     done = run_python(
         "-m", "lightly_temperature", "study", "--output", output, "--losses", "ntxent",
-        "--temperatures", "0.5", "--epochs", "1", "--batch-size", "128",
+        "--temperatures", "0.5", "--epochs", "1", "--batch-size", "128", "--seeds", "0",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"warning: {output / 'results.csv'} line 2 is malformed (cut short" in done.stdout
@@ -159,10 +159,11 @@ def test_a_crashed_first_run_does_not_bind_the_folder(tmp_path, monkeypatch):
 def test_report_covers_every_comparable_finished_run_and_names_the_others(tmp_path):
     from lightly_temperature.study.runner import run_study
 
-    wide = StudyConfig(output=str(tmp_path), losses=("ntxent",), temperatures=(0.1, 0.5, 1.0))
+    one = {"losses": ("ntxent",), "seeds": (0,)}
+    wide = StudyConfig(output=str(tmp_path), temperatures=(0.1, 0.5, 1.0), **one)
     _finish(tmp_path, wide, knn_accuracy=0.25)
-    _finish(tmp_path, StudyConfig(losses=("ntxent",), temperatures=(0.5,), epochs=3))
-    narrow = StudyConfig(output=str(tmp_path), losses=("ntxent",), temperatures=(0.5,))
+    _finish(tmp_path, StudyConfig(temperatures=(0.5,), epochs=3, **one))
+    narrow = StudyConfig(output=str(tmp_path), temperatures=(0.5,), **one)
     lines: list[str] = []
     report = run_study(narrow, data=load_digits_data(), printer=lines.append).read_text()
     assert "| loss | metric | τ = 0.1 | τ = 0.5 | τ = 1 |" in report
@@ -193,3 +194,41 @@ def test_saved_similarities_load_as_tensors_only_and_a_damaged_file_is_left_out(
         assert warning.endswith(f"moved to {file}.rejected, left out of grid.png")
         assert not file.exists() and (tmp_path / f"{file.name}.rejected").exists()
     assert good.exists()
+
+
+def test_similarity_grid_has_one_panel_per_loss_and_tau_whatever_the_seeds(tmp_path):
+    from lightly_temperature.study.report import _one_run_per_setting
+
+    files = {}
+    for name in ("c_s0", "c_s1", "h_s0", "h_s1", "c2_s1"):
+        files[name] = tmp_path / f"{name}.pt"
+        files[name].write_bytes(b"")
+    run_files = [
+        ("c_s0", "ntxent", "τ = 0.3", files["c_s0"]),
+        ("h_s0", "hard_contrastive", "τ = 0.3", files["h_s0"]),
+        ("c_s1", "ntxent", "τ = 0.3", files["c_s1"]),
+        ("h_s1", "hard_contrastive", "τ = 0.3", files["h_s1"]),
+        ("c2_s0", "ntxent", "τ = 1", tmp_path / "missing.pt"),  # not evaluated: no panel
+        ("c2_s1", "ntxent", "τ = 1", files["c2_s1"]),
+    ]
+    assert _one_run_per_setting(run_files) == [
+        ("Contrastive", "τ = 0.3", files["c_s0"]),
+        ("HardContrastive", "τ = 0.3", files["h_s0"]),
+        ("Contrastive", "τ = 1", files["c2_s1"]),
+    ]
+
+
+def test_per_run_links_name_the_seed_when_there_are_several(tmp_path):
+    from lightly_temperature.study.report import write_report
+
+    rows, run_files = [], []
+    for seed in (0, 1):
+        name = f"simclr_ntxent_t0.5_s{seed}_e1"
+        (tmp_path / "similarities").mkdir(exist_ok=True)
+        (tmp_path / "similarities" / f"{name}.png").write_bytes(b"")
+        rows.append({k: str(v) for k, v in _row(seed=seed).items()})
+        run_files.append((name, "ntxent", "τ = 0.5", tmp_path / "similarities" / f"{name}.pt"))
+    report = write_report(rows, tmp_path, "t", run_files=run_files).read_text()
+    assert "- [Contrastive, τ = 0.5, seed 1](similarities/simclr_ntxent_t0.5_s1_e1.png)" in report
+    one = write_report(rows[:1], tmp_path, "t", run_files=run_files[:1]).read_text()
+    assert "- [Contrastive, τ = 0.5](similarities/simclr_ntxent_t0.5_s0_e1.png)" in one

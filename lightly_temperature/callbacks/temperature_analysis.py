@@ -24,12 +24,13 @@ from lightly_temperature.callbacks._outputs import (
     split_run_folders,
 )
 from lightly_temperature.figures import SimilarityFigure, write_png
-from lightly_temperature.metrics import COLLAPSE_THRESHOLD
+from lightly_temperature.metrics import COLLAPSE_THRESHOLD, DEFAULT_DRAWS
 from lightly_temperature.probe import (
     AVAILABLE_METRICS,
     EmbedFn,
     ProbeEmbeddings,
     ProbeMetrics,
+    check_few_shot,
     check_metrics,
     check_not_empty,
     check_probe_batches,
@@ -69,6 +70,13 @@ class TemperatureAnalysis(Callback):
     - ``false_negative_penalty_mass``: mean share of that penalty on the negatives of the
       anchor's label (needs labels and the loss's temperature).
       These three also go to TensorBoard / W&B as histograms of their per-sample values.
+    - ``fewshot_accuracy_{k}`` for each k of ``few_shot`` (needs labels): 1-NN accuracy (cosine
+      similarity) of the probe's first views with k labelled samples per class, mean over
+      ``few_shot_draws`` seeded label draws, and ``fewshot_accuracy_{k}_draw_std``, the
+      spread over the draws. The labelled samples come from ``few_shot_dataloader`` (e.g.
+      the plain training images) or, without it, from the probe itself (the rest of the
+      probe are then the queries). Cheap next to the embedding pass; it shows the accuracy
+      differences that full-label kNN accuracy hides on small data sets.
 
     The history is kept in the callback's state (checkpointed) and mirrored in
     ``<run folder>/temperature_analysis/history.csv``. The run folder is the first logger's:
@@ -96,6 +104,12 @@ class TemperatureAnalysis(Callback):
         chunk_size: rows per chunk of the pairwise metrics.
         save_figures: draw the figure per evaluation: a PNG, and an image in the loggers.
         save_csv: write the history CSV.
+        few_shot: labelled samples per class of the few-shot accuracies, e.g. ``(1, 10)``
+            (default: none). Each k must be at most the size of the smallest class among the
+            labelled samples (ValueError at the first evaluation otherwise).
+        few_shot_dataloader: a labelled loader the labelled samples are drawn from, embedded
+            like the probe (its first view, subsampled to ``max_samples``); default: the probe.
+        few_shot_draws: label draws averaged per evaluation (the same draws every time).
 
     Example:
         >>> from pytorch_lightning import Trainer
@@ -119,8 +133,21 @@ class TemperatureAnalysis(Callback):
         chunk_size: int = 1024,
         save_figures: bool = True,
         save_csv: bool = True,
+        few_shot: Sequence[int] = (),
+        few_shot_dataloader: Any | None = None,
+        few_shot_draws: int = DEFAULT_DRAWS,
     ) -> None:
         super().__init__()
+        self.few_shot = check_few_shot(few_shot)
+        self.few_shot_draws: int = check_int(few_shot_draws, "few_shot_draws", minimum=1)
+        if few_shot_dataloader is not None:
+            if not self.few_shot:
+                raise ValueError(
+                    "few_shot_dataloader is only used with few_shot label counts, e.g. "
+                    "few_shot=(1, 10); got few_shot=()"
+                )
+            check_not_empty(few_shot_dataloader, "few_shot_dataloader")
+        self.few_shot_dataloader = few_shot_dataloader
         self.every_n_epochs = check_int(every_n_epochs, "every_n_epochs", minimum=0, optional=True)
         self.every_n_steps = check_int(every_n_steps, "every_n_steps", minimum=1, optional=True)
         self.max_samples = check_int(max_samples, "max_samples", minimum=2, optional=True)
@@ -143,6 +170,7 @@ class TemperatureAnalysis(Callback):
         self._figure = SimilarityFigure(self.top_k)  # built once, redrawn per evaluation
         self._probe: Any | None = None
         self._warned_no_labels = False
+        self._warned_no_few_shot_labels = False
         self._warned_collapse = False
         self._warned_one_view = False
         self._warned_forward = False
@@ -152,16 +180,19 @@ class TemperatureAnalysis(Callback):
     @property
     def metric_names(self) -> list[str]:
         """Names (without the ``temperature_analysis/`` prefix) of the values logged."""
-        return metric_names(self.metrics, self.top_k)
+        return metric_names(self.metrics, self.top_k, self.few_shot)
 
     @property
     def state_key(self) -> str:
+        # few_shot only when set: checkpoints of callbacks without it keep their key.
+        extra = {"few_shot": self.few_shot} if self.few_shot else {}
         return self._generate_state_key(
             every_n_epochs=self.every_n_epochs,
             every_n_steps=self.every_n_steps,
             max_samples=self.max_samples,
             metrics=self.metrics,
             seed=self.seed,
+            **extra,
         )
 
     # --- Lightning hooks -----------------------------------------------------------------
@@ -179,6 +210,8 @@ class TemperatureAnalysis(Callback):
             )
         check_not_empty(self._probe, "the probe dataloader")
         check_probe_batches(self._probe, "the probe dataloader", self.seed)
+        if self.few_shot_dataloader is not None:
+            check_probe_batches(self.few_shot_dataloader, "few_shot_dataloader", self.seed)
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -240,7 +273,10 @@ class TemperatureAnalysis(Callback):
                 f"the probe dataloader gave {probe.num_samples} sample(s): TemperatureAnalysis "
                 "needs at least 2"
             )
-        result = self._compute(probe, *_loss_temperature(pl_module))
+        pool = None
+        if self.few_shot_dataloader is not None:
+            pool = self._embed(trainer, pl_module, self.few_shot_dataloader)
+        result = self._compute(probe, *_loss_temperature(pl_module), few_shot_pool=pool)
         row = {
             "epoch": trainer.current_epoch,
             "step": trainer.global_step,
@@ -265,11 +301,13 @@ class TemperatureAnalysis(Callback):
             self._write(trainer, log_dir, result)
         return result.values
 
-    def _embed(self, trainer: Trainer, pl_module: LightningModule) -> ProbeEmbeddings:
+    def _embed(
+        self, trainer: Trainer, pl_module: LightningModule, loader: Any | None = None
+    ) -> ProbeEmbeddings:
         forward_context = getattr(trainer.precision_plugin, "forward_context", None)
         return embed_probe(
             pl_module,
-            self._probe,
+            self._probe if loader is None else loader,
             self.embed,
             max_samples=self.max_samples,
             seed=self.seed,
@@ -285,6 +323,7 @@ class TemperatureAnalysis(Callback):
         probe: ProbeEmbeddings,
         temperature: float | None = None,
         hard_negatives: HardNegatives = None,
+        few_shot_pool: ProbeEmbeddings | None = None,
     ) -> ProbeMetrics:
         if (
             probe.z1 is None
@@ -296,13 +335,30 @@ class TemperatureAnalysis(Callback):
                 "TemperatureAnalysis: the probe gives one view per sample: alignment and the "
                 "positive/negative similarities are skipped (logged as NaN)"
             )
+        unlabelled = probe.labels is None or (
+            few_shot_pool is not None and few_shot_pool.labels is None
+        )
+        if unlabelled and self.few_shot and not self._warned_no_few_shot_labels:
+            self._warned_no_few_shot_labels = True
+            rank_zero_warn(
+                "TemperatureAnalysis: the probe or few_shot_dataloader has no labels: the "
+                "few-shot accuracies are skipped (logged as NaN)"
+            )
         if probe.labels is None and "tolerance" in self.metrics and not self._warned_no_labels:
             self._warned_no_labels = True
             rank_zero_warn(
                 "TemperatureAnalysis: the probe has no labels: tolerance is skipped (logged as NaN)"
             )
         return probe_metrics(
-            probe, self.metrics, self.top_k, self.chunk_size, temperature, hard_negatives
+            probe,
+            self.metrics,
+            self.top_k,
+            self.chunk_size,
+            temperature,
+            hard_negatives,
+            few_shot=self.few_shot,
+            few_shot_pool=few_shot_pool,
+            few_shot_draws=self.few_shot_draws,
         )
 
     def _warn_split_folders(self, trainer: Trainer, log_dir: str) -> None:

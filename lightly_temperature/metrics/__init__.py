@@ -15,6 +15,8 @@ of samples work in row chunks: extra memory O(chunk_size x N), never an N x N ma
   :func:`same_label_penalty_mass`: how the loss spreads its penalty over the negatives.
 - :func:`top_k_false_negative_rate`: how many of each sample's nearest others share its label.
 - :func:`std_of_l2_normalized`: Lightly's collapse monitor (0 collapsed, ~1/sqrt(D) healthy).
+- :func:`few_shot_accuracy`: 1-NN accuracy with a few labelled samples per class, over
+  seeded label draws (:func:`draw_labelled`).
 - :func:`embedding_spread`: the same scaled to [0, ~1]; below :data:`COLLAPSE_THRESHOLD` the
   embeddings count as collapsed.
 
@@ -34,6 +36,12 @@ from lightly_temperature.functional import relative_penalties
 from lightly_temperature.metrics._common import DEFAULT_CHUNK_SIZE
 from lightly_temperature.metrics.collapse import COLLAPSE_THRESHOLD, embedding_spread
 from lightly_temperature.metrics.false_negatives import top_k_false_negative_rate
+from lightly_temperature.metrics.fewshot import (
+    DEFAULT_DRAWS,
+    FewShotAccuracy,
+    draw_labelled,
+    few_shot_accuracy,
+)
 from lightly_temperature.metrics.hardness import hardness_statistics
 from lightly_temperature.metrics.penalties import (
     effective_negatives_of_views,
@@ -50,11 +58,15 @@ from lightly_temperature.metrics.uniformity import alignment, uniformity, unifor
 __all__ = [
     "COLLAPSE_THRESHOLD",
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_DRAWS",
+    "FewShotAccuracy",
     "alignment",
+    "draw_labelled",
     "effective_negatives_of_views",
     "effective_number_of_negatives",
     "effective_rank",
     "embedding_spread",
+    "few_shot_accuracy",
     "hardness_statistics",
     "positive_and_top_negative_similarities",
     "relative_penalties",

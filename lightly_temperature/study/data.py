@@ -101,6 +101,40 @@ class StudyData:
         return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
+def dataset_labels(dataset: Dataset) -> Tensor | None:
+    r"""The labels of ``dataset`` when it keeps them in memory (the digits' ``labels``,
+    torchvision's ``targets`` or ``labels``, through ``Subset``\ s), without loading an image;
+    None when it does not."""
+    if isinstance(dataset, Subset):
+        labels = dataset_labels(dataset.dataset)
+        return None if labels is None else labels[torch.as_tensor(dataset.indices)]
+    if isinstance(dataset, TwoViewDataset):
+        return dataset_labels(dataset.dataset)
+    for name in ("labels", "targets"):
+        labels = getattr(dataset, name, None)
+        if labels is not None:
+            return torch.as_tensor(labels)
+    return None
+
+
+def check_few_shot_data(data: StudyData, few_shot: tuple[int, ...]) -> None:
+    """Each few-shot label count must fit every class of the plain train split (the labelled
+    images are drawn from it): ValueError naming ``--fewshot`` and the smallest class
+    otherwise. A data set whose labels are not in memory is checked at the first evaluation."""
+    labels = dataset_labels(data.train_plain)
+    if not few_shot or labels is None or labels.numel() == 0:
+        return
+    classes, counts = torch.unique(labels, return_counts=True)
+    smallest = int(counts.argmin())
+    if max(few_shot) > int(counts[smallest]):
+        raise ValueError(
+            f"--fewshot {' '.join(str(k) for k in few_shot)}: class {int(classes[smallest])} "
+            f"of the train split has {int(counts[smallest])} images, fewer than "
+            f"{max(few_shot)} labels per class: give --fewshot label counts up to "
+            f"{int(counts[smallest])}"
+        )
+
+
 def _stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     generator = torch.Generator().manual_seed(seed)
     train, test = [], []

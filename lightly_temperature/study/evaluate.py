@@ -12,6 +12,10 @@ on frozen backbone features, and the analysis metrics of :class:`TemperatureAnal
   probe (``max_samples=None``, ``seed`` = the run's seed) computes for the trained module.
 - kNN accuracy: Lightly's ``knn_predict`` (cosine similarity, k nearest train features,
   temperature-weighted votes) of each test image against the train features.
+- Few-shot accuracy (``fewshot_accuracy_{k}`` for each k of ``few_shot``): 1-NN by cosine
+  similarity of the projections of the plain test images to k labelled projections per class
+  of the plain train images, mean (and standard deviation) over seeded label draws: the
+  ``few_shot`` values of ``probe_metrics`` with the train split as the labelled pool.
 - Linear accuracy: scikit-learn's logistic regression on standardised, frozen backbone
   features of the train split, scored on the test split.
 
@@ -24,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -33,7 +38,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from lightly_temperature._validation import HardNegatives
+from lightly_temperature.metrics import DEFAULT_DRAWS
 from lightly_temperature.probe import default_embed, embed_probe, probe_metrics
+from lightly_temperature.study.config import DEFAULT_FEW_SHOT
 from lightly_temperature.study.data import StudyData
 
 #: The analysis metrics of a run and the probe each is measured on.
@@ -110,13 +117,17 @@ def evaluate_run(
     forward_context: Callable[[], Any] = contextlib.nullcontext,
     temperature: float | None = None,
     hard_negatives: HardNegatives = None,
+    few_shot: Sequence[int] = DEFAULT_FEW_SHOT,
+    few_shot_draws: int = DEFAULT_DRAWS,
 ) -> Evaluation:
     """Evaluates ``model`` (with ``backbone`` and ``projection_head`` attributes) on ``data``.
 
     ``seed`` seeds the probe views' augmentations (per sample, as TemperatureAnalysis does);
     ``forward_context`` is the context of each forward (the trainer's precision);
     ``temperature`` and ``hard_negatives``: the loss's softmax temperature (None when it has
-    none) and K, for the effective number of negatives.
+    none) and K, for the effective number of negatives; ``few_shot``: the labels per class
+    of the few-shot accuracies (each k at most the train split's smallest class), averaged
+    over ``few_shot_draws`` label draws.
     """
     model.to(device)
 
@@ -128,7 +139,12 @@ def evaluate_run(
     train = embed(data.plain_loader("train", batch_size), backbone_features)
     test = embed(data.plain_loader("test", batch_size), backbone_features)
     plain = probe_metrics(
-        embed(data.plain_loader("test", batch_size)), PLAIN_METRICS, top_k=TOP_K
+        embed(data.plain_loader("test", batch_size)),
+        PLAIN_METRICS,
+        top_k=TOP_K,
+        few_shot=few_shot,
+        few_shot_pool=embed(data.plain_loader("train", batch_size)) if few_shot else None,
+        few_shot_draws=few_shot_draws,
     ).values
     # results.csv's column: the top-10 false-negative rate.
     plain["false_negative_rate"] = plain.pop(f"top{TOP_K}_false_negative_rate")

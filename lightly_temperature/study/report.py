@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -16,9 +17,10 @@ import torch
 
 from lightly_temperature.figures import save_similarity_grid
 from lightly_temperature.metrics import COLLAPSE_THRESHOLD
+from lightly_temperature.probe import few_shot_names
 from lightly_temperature.study.config import display_name, temperature_is_scale
 from lightly_temperature.study.evaluate import TOP_K
-from lightly_temperature.study.results import METRIC_COLUMNS
+from lightly_temperature.study.results import KEY_COLUMNS
 
 #: Metric rows of the Table-1-shaped table: (column, label, scale).
 TABLE_METRICS = (
@@ -55,12 +57,25 @@ def _pyplot():
     return plt
 
 
+#: Suffix of the aggregate entry holding a few-shot accuracy's spread over training seeds
+#: and label draws together.
+TOTAL_SPREAD = "_total_std"
+
+
 def aggregate(rows: Iterable[Row]) -> Aggregate:
-    """Mean, standard deviation and count of each metric per (loss, temperature), over seeds."""
+    """Mean, standard deviation and count of each metric per (loss, temperature), over seeds.
+
+    For each few-shot accuracy ``fewshot_accuracy_{k}`` it also holds
+    ``fewshot_accuracy_{k}_total_std``: the spread over training seeds and label draws
+    together, ``sqrt(variance of the runs' means + mean of the runs' draw variances)`` (the
+    law of total variance), the error bars of the plots.
+    """
     values: dict[tuple[str, float], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         key = (row["loss"], float(row["temperature"]))
-        for column in METRIC_COLUMNS:
+        for column in row:
+            if column in KEY_COLUMNS:
+                continue
             text = row.get(column, "")
             values[key][column].append(float(text) if text not in ("", None) else math.nan)
     result: Aggregate = {}
@@ -70,7 +85,42 @@ def aggregate(rows: Iterable[Row]) -> Aggregate:
             t = torch.tensor(vs, dtype=torch.float64)
             std = t.std().item() if len(vs) > 1 else 0.0
             result[key][column] = (t.mean().item(), std, len(vs))
+        for shots in few_shot_counts(result[key]):
+            mean_name, draw_name = few_shot_names(shots)
+            draw_std = torch.tensor(metrics[draw_name], dtype=torch.float64)
+            seed_std, n = result[key][mean_name][1], result[key][mean_name][2]
+            total = math.sqrt(seed_std**2 + (draw_std**2).mean().item())
+            result[key][mean_name + TOTAL_SPREAD] = (total, 0.0, n)
     return result
+
+
+def few_shot_counts(metrics: Iterable[str]) -> list[int]:
+    """The label counts k of the ``fewshot_accuracy_{k}`` columns among ``metrics``, sorted."""
+    prefix = "fewshot_accuracy_"
+    counts = []
+    for name in metrics:
+        k = name[len(prefix) :] if name.startswith(prefix) else ""
+        if k.isdigit() and few_shot_names(int(k))[1] in metrics:
+            counts.append(int(k))
+    return sorted(counts)
+
+
+def _few_shot_counts_of(agg: Aggregate) -> list[int]:
+    return few_shot_counts(next(iter(agg.values()), {}))
+
+
+def table_metrics(agg: Aggregate) -> list[tuple[str, str, float]]:
+    """The table's rows: the accuracies (kNN, linear, then few-shot), then the analysis."""
+    few_shot = [
+        (few_shot_names(k)[0], f"{k}-shot acc. (%)", 100.0) for k in _few_shot_counts_of(agg)
+    ]
+    return [*TABLE_METRICS[:2], *few_shot, *TABLE_METRICS[2:]]
+
+
+def seeds_label(agg: Aggregate) -> str:
+    """``"mean ± std over 3 seeds"``, or ``"one seed"``: said on every plot."""
+    n = max((m["knn_accuracy"][2] for m in agg.values()), default=1)
+    return f"mean ± std over {n} seeds" if n > 1 else "one seed"
 
 
 def _ordered_losses(keys: Iterable[tuple[str, float]], order: Sequence[str]) -> list[str]:
@@ -86,7 +136,7 @@ def format_table(agg: Aggregate, losses: Sequence[str]) -> str:
     lines = [header, "|---|---|" + "---|" * len(temperatures)]
     for loss in losses:
         first = True
-        for column, label, scale in TABLE_METRICS:
+        for column, label, scale in table_metrics(agg):
             cells = []
             for tau in temperatures:
                 if (loss, tau) not in agg:
@@ -107,7 +157,17 @@ def format_table(agg: Aggregate, losses: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _plot_metric(ax, agg: Aggregate, losses: Sequence[str], column: str, label: str, scale: float):
+def _plot_metric(
+    ax,
+    agg: Aggregate,
+    losses: Sequence[str],
+    column: str,
+    label: str,
+    scale: float,
+    spread: str | None = None,
+):
+    """One line per loss of ``column`` against τ; error bars: the std over seeds, or the
+    aggregate entry ``spread`` when given (a few-shot accuracy's seeds-and-draws spread)."""
     taus = sorted({tau for _, tau in agg})
     for index, loss in enumerate(losses):
         color = f"C{index % 10}"
@@ -121,10 +181,15 @@ def _plot_metric(ax, agg: Aggregate, losses: Sequence[str], column: str, label: 
             )
             continue
         xs = [p[0] for p in points]
+        # Lines side by side (a few % of a log decade) so that error bars do not hide each other.
+        dodge = 1.0 + 0.025 * (index - (len(losses) - 1) / 2)
         means = [p[1][0] * scale for p in points]
-        stds = [p[1][1] * scale for p in points]
+        if spread is None:
+            stds = [p[1][1] * scale for p in points]
+        else:
+            stds = [agg[(loss, tau)][spread][0] * scale for tau in xs]
         ax.errorbar(
-            xs,
+            [x * dodge for x in xs],
             means,
             color=color,
             yerr=stds if any(stds) else None,
@@ -144,13 +209,33 @@ def _plot_metric(ax, agg: Aggregate, losses: Sequence[str], column: str, label: 
 def plot_metrics(
     agg: Aggregate, losses: Sequence[str], output_dir: Path, title: str
 ) -> dict[str, Path]:
-    """accuracy / uniformity / tolerance against tau (one line per loss), and a 2x2 summary."""
+    """accuracy / uniformity / tolerance against tau (one line per loss), and a 2x2 summary.
+
+    Every title says the number of seeds (error bars: std over seeds) or "one seed"; the
+    few-shot panels' error bars span training seeds and label draws."""
     plt = _pyplot()
     paths = {}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    seeds = seeds_label(agg)
+    few_shot = _few_shot_counts_of(agg)
+    several = max((m["knn_accuracy"][2] for m in agg.values()), default=1) > 1
+    bars = "bars: seeds and label draws" if several else "bars: label draws"
+    panels = 2 + len(few_shot)
+    rows = (panels + 1) // 2  # two panels a row: fits a slide
+    fig, grid = plt.subplots(rows, 2, figsize=(11, 4 * rows), squeeze=False)
+    axes = grid.reshape(-1)
+    for ax in axes[panels:]:
+        ax.set_visible(False)
     _plot_metric(axes[0], agg, losses, "knn_accuracy", "kNN accuracy (%)", 100.0)
     _plot_metric(axes[1], agg, losses, "linear_accuracy", "linear-probe accuracy (%)", 100.0)
-    fig.suptitle(f"Accuracy against τ — {title}")
+    for ax, k in zip(axes[2:], few_shot):
+        column = few_shot_names(k)[0]
+        label = f"{k}-shot accuracy (%)"
+        _plot_metric(ax, agg, losses, column, label, 100.0, column + TOTAL_SPREAD)
+        ax.set_title(
+            f"{k} label{'s' if k > 1 else ''} per class, 1-NN ({bars})",
+            fontsize=10,
+        )
+    fig.suptitle(f"Accuracy against τ — {title} ({seeds})")
     fig.tight_layout()
     paths["accuracy"] = output_dir / PLOTS["accuracy"]
     fig.savefig(paths["accuracy"], dpi=100)
@@ -161,17 +246,23 @@ def plot_metrics(
     ):
         fig, ax = plt.subplots(figsize=(6, 4))
         _plot_metric(ax, agg, losses, column, label, 1.0)
-        ax.set_title(f"{column.capitalize()} against τ — {title}")
+        ax.set_title(f"{column.capitalize()} against τ — {title}\n({seeds})", fontsize=10)
         fig.tight_layout()
         paths[column] = output_dir / PLOTS[column]
         fig.savefig(paths[column], dpi=100)
         plt.close(fig)
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     _plot_metric(axes[0, 0], agg, losses, "linear_accuracy", "linear-probe accuracy (%)", 100.0)
-    _plot_metric(axes[0, 1], agg, losses, "knn_accuracy", "kNN accuracy (%)", 100.0)
+    if few_shot:  # full-label kNN saturates on small data; the fewest labels show τ's effect
+        column = few_shot_names(few_shot[0])[0]
+        label = f"{few_shot[0]}-shot accuracy (%)"
+        _plot_metric(axes[0, 1], agg, losses, column, label, 100.0, column + TOTAL_SPREAD)
+        axes[0, 1].set_title(bars, fontsize=9)
+    else:
+        _plot_metric(axes[0, 1], agg, losses, "knn_accuracy", "kNN accuracy (%)", 100.0)
     _plot_metric(axes[1, 0], agg, losses, "uniformity", "uniformity (−L_uniformity)", 1.0)
     _plot_metric(axes[1, 1], agg, losses, "tolerance", "tolerance", 1.0)
-    fig.suptitle(title)
+    fig.suptitle(f"{title} ({seeds})")
     fig.tight_layout()
     paths["summary"] = output_dir / PLOTS["summary"]
     fig.savefig(paths["summary"], dpi=100)
@@ -262,6 +353,98 @@ def direction_summary(agg: Aggregate) -> list[str]:
     return lines
 
 
+#: The seed in a run's name (:attr:`RunSpec.name`: ``..._s{seed}_e{epochs}``).
+_RUN_SEED = re.compile(r"_s(\d+)_e\d+$")
+
+
+def _one_run_per_setting(
+    run_files: Sequence[tuple[str, str, str, Path]],
+) -> list[tuple[str, str, Path]]:
+    """The similarity grid's panels: the first run (in grid order: the first seed) of each
+    loss and τ, so that the figure stays one panel per setting whatever the seeds."""
+    panels: dict[tuple[str, str], tuple[str, str, Path]] = {}
+    for _, loss, tau, file in run_files:
+        if file.exists():
+            panels.setdefault((loss, tau), (display_name(loss), tau, file))
+    return list(panels.values())
+
+
+PLAIN, HARD = "ntxent", "hard_contrastive"
+
+
+def _mean_std(agg: Aggregate, loss: str, tau: float, column: str) -> tuple[float, float, int]:
+    return agg[(loss, tau)][column]
+
+
+def _beyond(a: tuple[float, float, int], b: tuple[float, float, int]) -> str:
+    """Whether ``a`` exceeds ``b`` beyond the seed spread: their mean ± std intervals apart."""
+    (ma, sa, na), (mb, sb, nb) = a, b
+    if min(na, nb) < 2:
+        return "one seed: no spread to judge against"
+    if ma - sa > mb + sb:
+        return "beyond the seed spread"
+    return "within the seed spread"
+
+
+def _pct(value: tuple[float, float, int]) -> str:
+    mean, std, n = value
+    return f"{100 * mean:.1f} %" + (f" ± {100 * std:.1f}" if n > 1 else "")
+
+
+def few_shot_findings(agg: Aggregate) -> list[str]:
+    """The paper's accuracy findings checked on the few-shot accuracies, each with its numbers
+    and whether it holds beyond the seed spread (means ± std over seeds whose intervals do
+    not overlap): the plain loss's inverted U in τ, the hard loss holding the many-label
+    accuracy at the largest τ, and the hard loss losing one-label accuracy there."""
+    counts = _few_shot_counts_of(agg)
+    if not counts:
+        return []
+    few, many = few_shot_names(counts[0])[0], few_shot_names(counts[-1])[0]
+    plain = sorted(tau for loss, tau in agg if loss == PLAIN)
+    hard = sorted(tau for loss, tau in agg if loss == HARD)
+    lines = []
+    if len(plain) >= 3:
+        for column, k in ((few, counts[0]), (many, counts[-1])):
+            values = {tau: _mean_std(agg, PLAIN, tau, column) for tau in plain}
+            peak = max(plain, key=lambda tau: values[tau][0])
+            ends = (plain[0], plain[-1])
+            shape = " → ".join(f"{100 * values[tau][0]:.1f}" for tau in plain)
+            if peak in ends:
+                verdict = f"does not hold: the highest accuracy is at the edge, τ = {peak:g}"
+            else:
+                sides = {end: _beyond(values[peak], values[end]) for end in ends}
+                holds = all(side == "beyond the seed spread" for side in sides.values())
+                verdict = (
+                    ("holds beyond the seed spread" if holds else "peak inside the grid")
+                    + f": τ = {peak:g} ({_pct(values[peak])}) above "
+                    + " and ".join(
+                        f"τ = {end:g} ({_pct(values[end])}, {sides[end]})" for end in ends
+                    )
+                )
+            lines.append(
+                f"- **Contrastive, inverted U in τ ({k} label{'s' if k > 1 else ''} per "
+                f"class):** {shape} % over τ = {', '.join(f'{t:g}' for t in plain)}; {verdict}."
+            )
+    common = sorted(set(plain) & set(hard))
+    if common:
+        tau = common[-1]
+        p_many, h_many = (_mean_std(agg, loss, tau, many) for loss in (PLAIN, HARD))
+        verdict = _beyond(h_many, p_many) if h_many[0] > p_many[0] else "no, not above"
+        lines.append(
+            f"- **HardContrastive holds the accuracy at large τ ({counts[-1]} labels per "
+            f"class, τ = {tau:g}):** HardContrastive {_pct(h_many)}, Contrastive "
+            f"{_pct(p_many)}; hard above plain: {verdict}."
+        )
+        p_few, h_few = (_mean_std(agg, loss, tau, few) for loss in (PLAIN, HARD))
+        verdict = _beyond(p_few, h_few) if h_few[0] < p_few[0] else "no, not below"
+        lines.append(
+            f"- **HardContrastive loses one-label accuracy ({counts[0]} label"
+            f"{'s' if counts[0] > 1 else ''} per class, τ = {tau:g}):** HardContrastive "
+            f"{_pct(h_few)}, Contrastive {_pct(p_few)}; hard below plain: {verdict}."
+        )
+    return lines
+
+
 def write_report(
     rows: Sequence[Row],
     output_dir: str | Path,
@@ -290,9 +473,7 @@ def write_report(
         return path
     plot_metrics(agg, losses, output_dir, title)
     grid = plot_similarity_grid(
-        [(display_name(loss), tau, file) for _, loss, tau, file in run_files],
-        output_dir / PLOTS["similarities"],
-        warn,
+        _one_run_per_setting(run_files), output_dir / PLOTS["similarities"], warn
     )
     n_seeds = max(m["knn_accuracy"][2] for m in agg.values())
     lines += [
@@ -309,6 +490,18 @@ def write_report(
     summary = direction_summary(agg)
     if summary:
         lines += ["## Direction of effects", ""] + summary + [""]
+    findings = few_shot_findings(agg)
+    if findings:
+        lines += [
+            "## Accuracy findings with few labels",
+            "",
+            "The paper's accuracy findings, on the few-shot accuracies (full-label kNN and "
+            "linear accuracy saturate on small data sets). A difference holds *beyond the seed "
+            "spread* when the two means ± their std over seeds do not overlap.",
+            "",
+            *findings,
+            "",
+        ]
     collapsed = collapse_summary(agg)
     if collapsed:
         lines += ["## Collapse", ""] + collapsed + [""]
@@ -333,6 +526,10 @@ def write_report(
         f"the same way; below {COLLAPSE_THRESHOLD} a run is flagged as collapsed.",
         "- **kNN / linear acc.**: test accuracy of Lightly's weighted kNN and of a logistic "
         "regression on the frozen backbone features.",
+        "- **k-shot acc.**: accuracy of the test images' projections classified by their "
+        "nearest (cosine) of k labelled train images per class, mean over seeded label draws "
+        "(the same draws for every run); the plots' error bars span training seeds and label "
+        "draws.",
         "- All analysis metrics are those `TemperatureAnalysis` logs for the trained module "
         "and these probes (`lightly_temperature.probe`), on the projection head's output.",
         "",
@@ -346,13 +543,17 @@ def write_report(
     ]
     if grid is not None:
         lines.append(
-            f"- [positive vs top-10 negative similarities, all runs]({PLOTS['similarities']})"
+            f"- [positive vs top-10 negative similarities, one run per loss and τ (its first "
+            f"seed)]({PLOTS['similarities']})"
         )
     lines += ["", "### Similarity distributions per run", ""]
+    several_seeds = n_seeds > 1
     for name, loss, tau, _ in run_files:
         png = f"{SIMILARITY_DIR}/{name}.png"
         if (output_dir / png).exists():
-            lines.append(f"- [{display_name(loss)}, {tau}]({png})")
+            seed = _RUN_SEED.search(name) if several_seeds else None
+            label = f", seed {seed[1]}" if seed else ""
+            lines.append(f"- [{display_name(loss)}, {tau}{label}]({png})")
     lines += ["", "Raw numbers: [results.csv](results.csv)."]
     path = output_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")

@@ -19,14 +19,16 @@ import csv
 import io
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lightly_temperature.study.config import METHODS, run_key
+from lightly_temperature.probe import few_shot_names
+from lightly_temperature.study.config import DEFAULT_FEW_SHOT, METHODS, run_key
 from lightly_temperature.study.files import write_atomically
 
-#: The columns of ``results.csv``, in order.
-COLUMNS = (
+#: The columns of ``results.csv`` before the few-shot accuracies, in order.
+_BASE_COLUMNS = (
     "method",
     "loss",
     "temperature",
@@ -43,11 +45,22 @@ COLUMNS = (
     "false_negative_rate",
     "effective_negatives",
     "embedding_spread",
-    "train_seconds",
 )
+
+
+def results_columns(few_shot: Sequence[int] = DEFAULT_FEW_SHOT) -> tuple[str, ...]:
+    """The columns of a ``results.csv`` whose runs measure the few-shot accuracy with these
+    labels per class: for each k, ``fewshot_accuracy_{k}`` (mean over the label draws) and
+    ``fewshot_accuracy_{k}_draw_std`` (their spread), then ``train_seconds``."""
+    shots = [name for k in few_shot for name in few_shot_names(k)]
+    return (*_BASE_COLUMNS, *shots, "train_seconds")
+
+
+#: The columns of ``results.csv`` with the default few-shot label counts, in order.
+COLUMNS = results_columns()
 #: The columns identifying a run (its resume key), in :func:`run_key`'s order.
 KEY_COLUMNS = COLUMNS[:6]
-#: The columns holding measurements (floats; empty when not measured).
+#: The columns holding measurements (floats; empty when not measured), default label counts.
 METRIC_COLUMNS = COLUMNS[6:]
 #: Where malformed rows of ``results.csv`` are moved, next to it.
 REJECTED_FILE = "results.rejected.csv"
@@ -68,11 +81,11 @@ class RejectedLine:
     reason: str
 
 
-def _parse_row(fields: list[str]) -> dict[str, str]:
+def _parse_row(fields: list[str], columns: tuple[str, ...] = COLUMNS) -> dict[str, str]:
     """The row of ``fields`` if every value parses strictly; ValueError saying why otherwise."""
-    if len(fields) != len(COLUMNS):
-        raise ValueError(f"{len(fields)} fields, {len(COLUMNS)} expected")
-    row = dict(zip(COLUMNS, fields))
+    if len(fields) != len(columns):
+        raise ValueError(f"{len(fields)} fields, {len(columns)} expected")
+    row = dict(zip(columns, fields))
     if row["method"] not in METHODS:
         raise ValueError(f"method {row['method']!r} is not one of {', '.join(METHODS)}")
     if not row["loss"]:
@@ -84,17 +97,19 @@ def _parse_row(fields: list[str]) -> dict[str, str]:
         if int(row[name]) < minimum:
             raise ValueError(f"{name} {row[name]!r} is not an int >= {minimum}")
     row_key(row)  # hard_negatives, and the key as a whole
-    for column in METRIC_COLUMNS:
+    for column in columns[len(KEY_COLUMNS) :]:
         if row[column] != "":
             float(row[column])
     return row
 
 
 class ResultsFile:
-    """Reads and writes ``results.csv``."""
+    """Reads and writes ``results.csv``; ``few_shot``: the label counts of its few-shot
+    columns (:func:`results_columns`)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, few_shot: Sequence[int] = DEFAULT_FEW_SHOT) -> None:
         self.path = Path(path)
+        self.columns = results_columns(few_shot)
 
     @property
     def rejected_path(self) -> Path:
@@ -108,10 +123,10 @@ class ResultsFile:
         if not lines:
             return [], [], []
         header = next(csv.reader([lines[0]]), [])
-        if tuple(header) != COLUMNS:
+        if tuple(header) != self.columns:
             raise ValueError(
                 f"{self.path} is not a study results file of this version: its columns are "
-                f"{','.join(header) or '(none)'}, expected {','.join(COLUMNS)}; use another "
+                f"{','.join(header) or '(none)'}, expected {','.join(self.columns)}; use another "
                 "--output"
             )
         rows, rejected, kept = [], [], [lines[0]]
@@ -122,7 +137,7 @@ class ResultsFile:
                 if not line.endswith("\n"):
                     raise ValueError("cut short (no line end)")
                 fields = next(csv.reader([line]))
-                rows.append(_parse_row(fields))
+                rows.append(_parse_row(fields, self.columns))
                 kept.append(line)
             except ValueError as error:
                 rejected.append(RejectedLine(number, line.rstrip("\r\n"), str(error)))
@@ -134,7 +149,7 @@ class ResultsFile:
         return self._read()[0]
 
     def check_columns(self) -> None:
-        """ValueError naming the file if it exists with other columns than :data:`COLUMNS`."""
+        """ValueError naming the file if it exists with other columns than :attr:`columns`."""
         self._read()
 
     def set_aside_malformed(self) -> list[str]:
@@ -146,7 +161,7 @@ class ResultsFile:
         new = not self.rejected_path.exists() or self.rejected_path.stat().st_size == 0
         with self.rejected_path.open("a", newline="") as file:
             if new:
-                file.write(",".join(COLUMNS) + "\r\n")
+                file.write(",".join(self.columns) + "\r\n")
             file.writelines(line.text + "\r\n" for line in rejected)
             file.flush()
             os.fsync(file.fileno())
@@ -162,19 +177,19 @@ class ResultsFile:
         return {row_key(r) for r in self.rows()}
 
     def append(self, row: dict[str, object]) -> None:
-        """Adds one row (keys: :data:`COLUMNS`), with the header first if needed, by replacing
+        """Adds one row (keys: :attr:`columns`), with the header first if needed, by replacing
         the file: a crash leaves the row whole or absent, never cut."""
-        unknown = set(row) - set(COLUMNS)
+        unknown = set(row) - set(self.columns)
         if unknown:
             raise ValueError(f"unknown results columns: {sorted(unknown)}")
         text = _read_text(self.path) if self.path.exists() else ""
         if text and not text.endswith("\n"):  # a line cut by some other writer stays apart
             text += "\r\n"
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+        writer = csv.DictWriter(buffer, fieldnames=self.columns)
         if not text:
             writer.writeheader()
-        writer.writerow({c: _format(row.get(c, "")) for c in COLUMNS})
+        writer.writerow({c: _format(row.get(c, "")) for c in self.columns})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(self.path, text + buffer.getvalue())
 

@@ -30,6 +30,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from lightly_temperature.callbacks._outputs import log_image, log_to_loggers
 from lightly_temperature.figures import SimilarityFigure, write_png
 from lightly_temperature.models import NPID, MoCo, SimCLR
+from lightly_temperature.probe import few_shot_names
 from lightly_temperature.registry import available_losses, loss_capabilities
 from lightly_temperature.study.config import (
     RunSpec,
@@ -41,7 +42,7 @@ from lightly_temperature.study.config import (
     takes_hard_negatives,
     temperature_is_scale,
 )
-from lightly_temperature.study.data import StudyData, load_study_data
+from lightly_temperature.study.data import StudyData, check_few_shot_data, load_study_data
 from lightly_temperature.study.evaluate import TOP_K, evaluate_run
 from lightly_temperature.study.models import build_backbone
 from lightly_temperature.study.report import SIMILARITY_DIR, write_report
@@ -184,6 +185,8 @@ def _settings(config: StudyConfig, data: StudyData) -> list[str]:
         f"training: {config.epochs} epochs, batch {config.batch_size}, {config.optimizer} lr "
         f"{config.lr:g}, weight decay {config.weight_decay:g}",
         f"hard losses: hard_negatives = {k} (K, or the fraction α of the negatives)",
+        f"few-shot accuracy: {', '.join(str(k) for k in config.few_shot) or 'none'} labelled "
+        f"train images per class, {config.few_shot_draws} label draws",
     ]
     if config.method == "moco":
         entries = bank_entries(config.memory_bank_size, len(data.train_views))  # type: ignore[arg-type]
@@ -198,7 +201,8 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
     this); the other ranks return the path it writes.
 
     Raises:
-        ValueError: an unknown loss, a data source that cannot be used, or an output folder
+        ValueError: an unknown loss, a data source that cannot be used, a few-shot label count
+            above the size of a class of the train split, or an output folder
             whose ``study.json`` holds other settings (all before any training).
         StudyInterrupted: Ctrl-C; the runs finished until then are kept in ``results.csv``.
     """
@@ -207,6 +211,7 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
         data = load_study_data(
             config.data, config.dataset, config.data_dir, config.image_size, config.max_eval_samples
         )
+    check_few_shot_data(data, config.few_shot)
     output = Path(config.output)
     is_rank_zero = rank_zero_only.rank == 0
     settings = study_settings(config, data)
@@ -214,7 +219,7 @@ def run_study(config: StudyConfig, data: StudyData | None = None, printer: Print
     # is bound to these settings only once a run has finished (a crashed first run binds
     # nothing).
     check_output_settings(output, settings, write=False)
-    results = ResultsFile(output / "results.csv")
+    results = ResultsFile(output / "results.csv", config.few_shot)
     if is_rank_zero:
         for warning in results.set_aside_malformed():
             printer(f"warning: {warning}")
@@ -292,6 +297,8 @@ def _run_grid(
             forward_context=trainer.precision_plugin.forward_context,
             temperature=None if temperature_is_scale(run.loss) else run.temperature,
             hard_negatives=run.hard_negatives,
+            few_shot=config.few_shot,
+            few_shot_draws=config.few_shot_draws,
         )
         _save_similarities(
             output,
@@ -318,6 +325,7 @@ def _run_grid(
             f"{prefix}: done in {train_seconds:.0f}s, kNN {metrics['knn_accuracy']:.3f}, "
             f"linear {metrics['linear_accuracy']:.3f}, uniformity {metrics['uniformity']:.3f}, "
             f"tolerance {metrics['tolerance']:.3f}"
+            + "".join(f", {k}-shot {metrics[few_shot_names(k)[0]]:.3f}" for k in config.few_shot)
         )
 
 

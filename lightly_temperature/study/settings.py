@@ -59,6 +59,8 @@ def study_settings(config: StudyConfig, data: StudyData) -> dict[str, Any]:
         "precision": None if config.precision is None else str(config.precision),
         "knn_k": config.knn_k,
         "knn_t": config.knn_t,
+        "few_shot": list(config.few_shot),
+        "few_shot_draws": config.few_shot_draws,
     }
 
 
