@@ -24,6 +24,7 @@ def test_moco_hard_contrastive_with_the_study_defaults_does_not_collapse_on_digi
         method="moco",
         losses=("hard_contrastive",),
         temperatures=(1.0,),
+        seeds=(0,),
         epochs=30,
         progress_bar=False,
     )
