@@ -28,6 +28,7 @@ from lightly.utils import dist
 from torch import Tensor, nn
 
 from lightly_temperature.similarity_batch import SimilarityBatch
+from lightly_temperature.temperature import TemperaturePolicy
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,14 @@ def observe_similarities(
     else:
         layout = in_batch_layout(out0, out1, bool(getattr(loss, "gather_distributed", False)))
     temperature = loss.temperature
+    if isinstance(temperature, TemperaturePolicy):
+        # The τ of each anchor for this call, read without changing the policy.
+        anchor_indices = None
+        if indices is not None:
+            anchor_indices = indices if uses_memory_bank(loss) else indices.repeat(2)
+        temperature = temperature.anchor_temperature(
+            layout.positive, anchor_indices, bool(getattr(loss, "gather_distributed", False))
+        )
     if isinstance(temperature, Tensor):
         temperature = temperature.detach()
     return layout.similarities(temperature)

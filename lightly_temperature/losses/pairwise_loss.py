@@ -28,6 +28,7 @@ from lightly_temperature.losses.layout import (
 from lightly_temperature.losses.reduction import Reduction
 from lightly_temperature.losses.selection import NegativeSelection, selection_for
 from lightly_temperature.similarity_batch import SimilarityBatch
+from lightly_temperature.temperature import TemperaturePolicy, as_policy
 
 
 class PairwiseLoss(nn.Module):
@@ -42,7 +43,9 @@ class PairwiseLoss(nn.Module):
     - the *reduction* (:mod:`~lightly_temperature.losses.reduction`): log-sum-exp (InfoNCE) or
       linear (Simple);
     - the *temperature*: a number (or a 0-d tensor / ``nn.Parameter``) that may change
-      between steps, checked on every change.
+      between steps, checked on every change, or a policy of
+      :mod:`lightly_temperature.temperature` (scheduled, learnable, adaptive, per sample),
+      held as a submodule (its state is in the loss's ``state_dict``).
 
     One forward, one computation path: normalise, lay out, reduce each anchor's row with the
     fused product-and-reduction node, average. Similarities are computed in float32 even
@@ -66,7 +69,7 @@ class PairwiseLoss(nn.Module):
         self,
         reduction: Reduction,
         hard_negatives: HardNegatives | NegativeSelection = None,
-        temperature: float = 0.5,
+        temperature: float | Tensor | TemperaturePolicy = 0.5,
         memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
     ) -> None:
@@ -97,7 +100,8 @@ class PairwiseLoss(nn.Module):
         self.selection = value if isinstance(value, NegativeSelection) else selection_for(value)
 
     @property
-    def temperature(self) -> float | Tensor:
+    def temperature(self) -> float | Tensor | TemperaturePolicy:
+        """As set: a number, a one-element tensor, or a policy (``.value``: the τ in force)."""
         return self._temperature
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -107,11 +111,24 @@ class PairwiseLoss(nn.Module):
         # A plain attribute that schedules may change between steps, checked on every change.
         # nn.Module would register an nn.Parameter (a learnable temperature) under the name
         # "temperature" and bypass the check; it goes to "_temperature" instead, replacing
-        # whatever was there (a float after a parameter, or the reverse).
-        value = check_temperature(value)
+        # whatever was there (a float after a parameter, or the reverse). A policy is a
+        # submodule, registered under the same name.
+        policy = as_policy(value)
+        if policy is not None:
+            self._check_policy(policy)
+        else:
+            value = check_temperature(value)
         self._parameters.pop("_temperature", None)
+        self._modules.pop("_temperature", None)
         self.__dict__.pop("_temperature", None)
         super().__setattr__("_temperature", value)
+
+    def _check_policy(self, policy: TemperaturePolicy) -> None:
+        if policy.per_sample and not self.capabilities.softmax_temperature:
+            raise ValueError(
+                f"temperature={type(policy).__name__}: a per-sample temperature needs a "
+                f"softmax temperature; {type(self).__name__}'s τ only rescales the loss"
+            )
 
     @property
     def uses_memory_bank(self) -> bool:
@@ -136,9 +153,38 @@ class PairwiseLoss(nn.Module):
                 # denominator, so the loss is 0 (NTXentLoss gives 0 too). Keep the graph.
                 return layout.positive.sum() * 0.0
             k = self.selection.num_selected(layout.num_negatives)
-            # Checked on every call: a learnable temperature changes between steps.
-            temperature = check_temperature(self.temperature)
-            return self.reduction(layout, k, temperature).mean()
+            policy = self._temperature if isinstance(self._temperature, TemperaturePolicy) else None
+            if policy is None:
+                # Checked on every call: a learnable temperature changes between steps.
+                temperature = check_temperature(self.temperature)
+            else:
+                # A policy keeps τ in its bounds by construction.
+                anchor_indices = self._anchor_indices(layout, indices, policy)
+                temperature = policy(
+                    layout.positive,
+                    anchor_indices,
+                    layout.num_negatives if k is None else k,
+                    self.gather_distributed,
+                )
+            per_anchor = self.reduction(layout, k, temperature)
+            if policy is not None:
+                policy.observe_losses(per_anchor)
+            return per_anchor.mean()
+
+    def _anchor_indices(
+        self, layout: PairLayout, indices: Tensor | None, policy: TemperaturePolicy
+    ) -> Tensor | None:
+        """The training-sample index of each anchor: the batch's indices, once per view in
+        SimCLR mode (the anchors are both views), once in MoCo mode."""
+        if indices is None:
+            return None
+        if policy.per_sample:
+            check_indices(indices, indices.shape[0], policy.num_samples)  # type: ignore[attr-defined]
+        return (
+            indices
+            if self.uses_memory_bank
+            else indices.repeat(layout.anchors.shape[0] // indices.shape[0])
+        )
 
     def _layout(self, out0: Tensor, out1: Tensor, indices: Tensor | None = None) -> PairLayout:
         out0, out1 = normalized(out0, out1)

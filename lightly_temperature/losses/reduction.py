@@ -34,10 +34,19 @@ from lightly_temperature.kernels import (
 from lightly_temperature.losses.layout import PairLayout
 
 
+def per_row(temperature: float | Tensor) -> float | Tensor:
+    """τ shaped to divide ``(A, d)`` rows: an ``(A,)`` per-anchor τ as a column ``(A, 1)``."""
+    if isinstance(temperature, Tensor) and temperature.dim() == 1:
+        return temperature.unsqueeze(1)
+    return temperature
+
+
 class Reduction:
     """Base class: ``reduction(layout, k, temperature)`` gives the ``(A,)`` per-anchor losses.
 
     ``k`` is the number of negatives selected per anchor, ``None`` for all of them.
+    ``temperature`` is a number, a 0-d tensor, or an ``(A,)`` tensor (one τ per anchor: 1/τ
+    scales each anchor's row, so the fused kernel and its exact backward are unchanged).
     """
 
     def __call__(self, layout: PairLayout, k: int | None, temperature: float | Tensor) -> Tensor:
@@ -55,7 +64,7 @@ class LogSumExpReduction(Reduction):
 
     def __call__(self, layout: PairLayout, k: int | None, temperature: float | Tensor) -> Tensor:
         # 1/tau is folded into the (A, d) anchors, not applied to the (A, C) logits.
-        query = layout.anchors / temperature
+        query = layout.anchors / per_row(temperature)
         positive = layout.positive / temperature
         excluded = layout.excluded(positive_too=True)  # only negatives in the log-sum-exp
         lse = reduce_similarities(query, layout.candidates, excluded, k, LOGSUMEXP)
@@ -125,7 +134,7 @@ class ImportanceWeightedReduction(Reduction):
         self.tau_plus = check_class_prior(tau_plus)
 
     def __call__(self, layout: PairLayout, k: int | None, temperature: float | Tensor) -> Tensor:
-        query = layout.anchors / temperature
+        query = layout.anchors / per_row(temperature)
         positive = layout.positive / temperature
         excluded = layout.excluded(positive_too=True)
         num_selected = layout.num_negatives if k is None else k
