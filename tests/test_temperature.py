@@ -473,3 +473,34 @@ def test_per_sample_temperature_needs_indices_in_range():
         loss_fn(out0, out1, indices=torch.tensor([0, 1, 2, 8]))
     with pytest.raises(ValueError, match="indices must be in"):
         loss_fn(out0, out1, indices=torch.tensor([-1, 1, 2, 3]))
+
+
+# --- the callbacks watch the τ in force -----------------------------------------------------
+
+
+def test_callbacks_record_the_temperature_in_force(tmp_path):
+    from lightly_temperature import HardnessMonitor, TemperatureAnalysis
+
+    policy = IndividualTemperature(64, init=0.2, lr=0.05)
+    model = _digits_model(policy)
+    monitor = HardnessMonitor(log_every_n_steps=1)
+    probe = DataLoader(digits_dataset(indices=range(64, 96)), batch_size=16)
+    analysis = TemperatureAnalysis(probe, metrics=["uniformity"])
+    seen = []
+
+    class Record(pl.Callback):  # the table and the batch's indices before the step
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(policy.value[batch[2]].clone())
+
+    make_trainer(tmp_path, 2, [Record(), monitor, analysis]).fit(model, _digits_loader())
+    assert len(monitor.history) == 4
+    for row, table in zip(monitor.history, seen):
+        # The batch's anchors: both views of each sample, at the τ the loss used.
+        assert row["temperature"] == pytest.approx(table.mean().item(), rel=1e-6)
+        assert row["temperature_min"] == pytest.approx(table.min().item())
+        assert row["temperature_max"] == pytest.approx(table.max().item())
+    last = analysis.history[-1]
+    assert last["temperature"] == pytest.approx(policy.value.mean().item(), rel=1e-6)
+    assert last["temperature_min"] == pytest.approx(policy.value.min().item())
+    assert last["temperature_max"] == pytest.approx(policy.value.max().item())
+    assert last["temperature_min"] < last["temperature_max"]
