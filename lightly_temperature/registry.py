@@ -46,6 +46,7 @@ from lightly_temperature.losses import (
     HardSimpleLoss,
     HCLLoss,
     LossCapabilities,
+    PairwiseLoss,
     SimpleLoss,
 )
 from lightly_temperature.temperature import TemperaturePolicy
@@ -254,6 +255,16 @@ gather_distributed=True, sample_indices=True)
         gather_distributed="gather_distributed" in accepted,
         sample_indices=_forward_takes_indices(factory),
     )
+
+
+def takes_temperature_policy(name: str) -> bool:
+    """Whether the loss named ``name`` takes a policy of :mod:`lightly_temperature.temperature`
+    as ``temperature=``: the package's losses and ``"ntxent"``, not Lightly's DCL, DCLW and
+    MACL, nor a plugin that is not a ``PairwiseLoss``."""
+    factory = get_loss_class(name)
+    if factory is NTXentLoss:
+        return True
+    return isinstance(factory, type) and issubclass(factory, PairwiseLoss)
 
 
 def _forward_takes_indices(factory: Any) -> bool:

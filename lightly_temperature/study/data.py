@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from lightly_temperature.data import DigitsViews, load_digits_tensors
+from lightly_temperature.data import DigitsViews, IndexedDataset, load_digits_tensors
 
 #: ``--dataset`` names and the torchvision class reading their local files.
 TORCHVISION_DATASETS = ("cifar10", "cifar100", "svhn")
@@ -70,11 +70,16 @@ class StudyData:
     in_channels: int
     image_size: int
 
-    def train_loader(self, batch_size: int, seed: int, num_workers: int = 0) -> DataLoader:
-        """Shuffled training loader (fixed ``seed``), last incomplete batch dropped."""
+    def train_loader(
+        self, batch_size: int, seed: int, num_workers: int = 0, indexed: bool = False
+    ) -> DataLoader:
+        """Shuffled training loader (fixed ``seed``), last incomplete batch dropped.
+
+        ``indexed``: batches also carry the samples' indices (``IndexedDataset``), for a loss
+        part indexed by sample (a per-sample temperature)."""
         generator = torch.Generator().manual_seed(seed)
         return DataLoader(
-            self.train_views,
+            IndexedDataset(self.train_views) if indexed else self.train_views,
             batch_size=min(batch_size, len(self.train_views)),  # type: ignore[arg-type]
             shuffle=True,
             drop_last=True,

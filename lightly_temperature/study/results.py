@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lightly_temperature.study.config import METHODS, run_key
+from lightly_temperature.study.config import METHODS, TEMPERATURE_POLICIES, run_key
 from lightly_temperature.study.files import write_atomically
 
 #: The columns of ``results.csv``, in order.
@@ -33,6 +33,7 @@ COLUMNS = (
     "hard_negatives",
     "seed",
     "epochs",
+    "temperature_policy",
     "knn_accuracy",
     "linear_accuracy",
     "uniformity",
@@ -46,9 +47,9 @@ COLUMNS = (
     "train_seconds",
 )
 #: The columns identifying a run (its resume key), in :func:`run_key`'s order.
-KEY_COLUMNS = COLUMNS[:6]
+KEY_COLUMNS = COLUMNS[:7]
 #: The columns holding measurements (floats; empty when not measured).
-METRIC_COLUMNS = COLUMNS[6:]
+METRIC_COLUMNS = COLUMNS[7:]
 #: Where malformed rows of ``results.csv`` are moved, next to it.
 REJECTED_FILE = "results.rejected.csv"
 
@@ -83,6 +84,11 @@ def _parse_row(fields: list[str]) -> dict[str, str]:
     for name, minimum in (("seed", 0), ("epochs", 1)):
         if int(row[name]) < minimum:
             raise ValueError(f"{name} {row[name]!r} is not an int >= {minimum}")
+    if row["temperature_policy"] not in TEMPERATURE_POLICIES:
+        raise ValueError(
+            f"temperature_policy {row['temperature_policy']!r} is not one of "
+            f"{', '.join(TEMPERATURE_POLICIES)}"
+        )
     row_key(row)  # hard_negatives, and the key as a whole
     for column in METRIC_COLUMNS:
         if row[column] != "":
@@ -158,7 +164,8 @@ class ResultsFile:
         ]
 
     def finished_keys(self) -> set[tuple[str, ...]]:
-        """Resume keys (method, loss, temperature, hard_negatives, seed, epochs) already done."""
+        """Resume keys (method, loss, temperature, hard_negatives, seed, epochs, temperature
+        policy) already done."""
         return {row_key(r) for r in self.rows()}
 
     def append(self, row: dict[str, object]) -> None:

@@ -59,6 +59,7 @@ def study_settings(config: StudyConfig, data: StudyData) -> dict[str, Any]:
         "precision": None if config.precision is None else str(config.precision),
         "knn_k": config.knn_k,
         "knn_t": config.knn_t,
+        **config.policy_settings(),  # only when a policy other than constant is in the grid
     }
 
 
