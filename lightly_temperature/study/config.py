@@ -252,7 +252,8 @@ class StudyConfig:
     #: Period of the cosine schedule in epochs; None: the run's epochs (one oscillation).
     cosine_period: int | None = None
     adaptive_alpha: float = 0.5
-    individual_lr: float = 0.01
+    #: Larger than the policy's default: on digits each sample's τ is updated once an epoch.
+    individual_lr: float = 0.1
     individual_rho: float = 0.1
     extra: dict[str, Any] = field(default_factory=dict)
 

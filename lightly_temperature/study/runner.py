@@ -155,6 +155,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*number of training batches.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # A temperature policy is a module of the loss: saved with it, not as a hyperparameter.
+    warnings.filterwarnings("ignore", message=".*'temperature' is an instance of `nn.Module`.*")
     # A run trained again (its row was set aside) replaces its own old log.
     warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
 
