@@ -384,6 +384,16 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         )
         loss_fn(out0[rows].requires_grad_(True), out1[rows], indices=indices[rows]).backward()
         torch.save(policy.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
+        # Behind a DDP model: the table's update runs among DDP's own gradient hooks.
+        torch.manual_seed(0)
+        ddp = nn.parallel.DistributedDataParallel(nn.Linear(8, 8))
+        policy = IndividualTemperature(num_samples=16, init=0.3, lr=0.5)
+        loss_fn = HardContrastiveLoss(
+            temperature=policy, hard_negatives=None, gather_distributed=True
+        )
+        for _ in range(2):
+            loss_fn(ddp(out0[rows]), ddp(out1[rows]), indices=indices[rows]).backward()
+        torch.save(policy.state_dict(), os.path.join(out_dir, f"ddp_rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -401,6 +411,9 @@ def test_per_sample_temperature_on_two_processes_equals_one_process(tmp_path, fr
     ).backward()
     torch.testing.assert_close(ranks[0]["temperatures"], policy.temperatures)
     assert (ranks[0]["temperatures"][indices] != 0.3).all()
+    ddp_ranks = [torch.load(tmp_path / f"ddp_rank{r}.pt") for r in range(2)]
+    torch.testing.assert_close(ddp_ranks[0], ddp_ranks[1])
+    assert (ddp_ranks[0]["temperatures"][indices] != 0.3).all()
 
 
 # --- every loss, every name -----------------------------------------------------------------
