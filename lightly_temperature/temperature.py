@@ -38,10 +38,10 @@ from torch import distributed as torch_dist
 
 from lightly_temperature._validation import (
     check_choice,
+    check_indices,
     check_int,
     check_non_negative,
     check_positive,
-    check_temperature,
     check_unit_interval,
 )
 
@@ -411,7 +411,9 @@ class IndividualTemperature(TemperaturePolicy):
                 "loss(out0, out1, indices=idx) with the batch's sample indices "
                 "(lightly_temperature.data.IndexedDataset)"
             )
-        return anchor_indices.to(self.temperatures.device)
+        return check_indices(anchor_indices, anchor_indices.shape[0], self.num_samples).to(
+            self.temperatures.device
+        )
 
     def anchor_temperature(
         self,
@@ -504,14 +506,6 @@ def _all_gather_cat(*tensors: Tensor) -> list[Tensor]:
         torch_dist.all_gather(parts, tensor.contiguous())
         gathered.append(torch.cat(parts))
     return gathered
-
-
-def as_policy(temperature: float | Tensor | TemperaturePolicy) -> TemperaturePolicy | None:
-    """``temperature`` if it is a policy, else ``None`` (a number or a tensor is checked)."""
-    if isinstance(temperature, TemperaturePolicy):
-        return temperature
-    check_temperature(temperature)
-    return None
 
 
 def temperature_in_force(temperature: float | Tensor | TemperaturePolicy) -> float | Tensor:

@@ -109,6 +109,14 @@ def memory_bank_layout(out0: Tensor, out1: Tensor, bank: Tensor) -> PairLayout:
     return PairLayout(out0, bank, positive, None, None, bank.shape[0])
 
 
+def anchor_sample_indices(indices: Tensor | None, num_anchors: int) -> Tensor | None:
+    """The training-sample index of each anchor, from the batch's ``(N,)`` sample indices:
+    the anchors are both views of the batch in SimCLR mode (``2N``), ``out0`` in MoCo mode."""
+    if indices is None:
+        return None
+    return indices.repeat(num_anchors // indices.shape[0])
+
+
 def uses_memory_bank(loss: nn.Module) -> bool:
     """Whether ``loss`` (NTXentLoss or a loss of this package) draws negatives from a bank."""
     bank = getattr(loss, "memory_bank", None)
@@ -137,11 +145,10 @@ def observe_similarities(
     temperature = loss.temperature
     if isinstance(temperature, TemperaturePolicy):
         # The τ of each anchor for this call, read without changing the policy.
-        anchor_indices = None
-        if indices is not None:
-            anchor_indices = indices if uses_memory_bank(loss) else indices.repeat(2)
         temperature = temperature.anchor_temperature(
-            layout.positive, anchor_indices, bool(getattr(loss, "gather_distributed", False))
+            layout.positive,
+            anchor_sample_indices(indices, layout.anchors.shape[0]),
+            bool(getattr(loss, "gather_distributed", False)),
         )
     if isinstance(temperature, Tensor):
         temperature = temperature.detach()

@@ -20,6 +20,7 @@ from lightly_temperature.losses.capabilities import LossCapabilities
 from lightly_temperature.losses.layout import (
     HostPointerMemoryBank,
     PairLayout,
+    anchor_sample_indices,
     in_batch_layout,
     memory_bank_layout,
     normalized,
@@ -28,7 +29,7 @@ from lightly_temperature.losses.layout import (
 from lightly_temperature.losses.reduction import Reduction
 from lightly_temperature.losses.selection import NegativeSelection, selection_for
 from lightly_temperature.similarity_batch import SimilarityBatch
-from lightly_temperature.temperature import TemperaturePolicy, as_policy
+from lightly_temperature.temperature import TemperaturePolicy
 
 
 class PairwiseLoss(nn.Module):
@@ -113,9 +114,8 @@ class PairwiseLoss(nn.Module):
         # "temperature" and bypass the check; it goes to "_temperature" instead, replacing
         # whatever was there (a float after a parameter, or the reverse). A policy is a
         # submodule, registered under the same name.
-        policy = as_policy(value)
-        if policy is not None:
-            self._check_policy(policy)
+        if isinstance(value, TemperaturePolicy):
+            self._check_policy(value)
         else:
             value = check_temperature(value)
         self._parameters.pop("_temperature", None)
@@ -159,10 +159,9 @@ class PairwiseLoss(nn.Module):
                 temperature = check_temperature(self.temperature)
             else:
                 # A policy keeps τ in its bounds by construction.
-                anchor_indices = self._anchor_indices(layout, indices, policy)
                 temperature = policy(
                     layout.positive,
-                    anchor_indices,
+                    anchor_sample_indices(indices, layout.anchors.shape[0]),
                     layout.num_negatives if k is None else k,
                     self.gather_distributed,
                 )
@@ -170,21 +169,6 @@ class PairwiseLoss(nn.Module):
             if policy is not None:
                 policy.observe_losses(per_anchor)
             return per_anchor.mean()
-
-    def _anchor_indices(
-        self, layout: PairLayout, indices: Tensor | None, policy: TemperaturePolicy
-    ) -> Tensor | None:
-        """The training-sample index of each anchor: the batch's indices, once per view in
-        SimCLR mode (the anchors are both views), once in MoCo mode."""
-        if indices is None:
-            return None
-        if policy.per_sample:
-            check_indices(indices, indices.shape[0], policy.num_samples)  # type: ignore[attr-defined]
-        return (
-            indices
-            if self.uses_memory_bank
-            else indices.repeat(layout.anchors.shape[0] // indices.shape[0])
-        )
 
     def _layout(self, out0: Tensor, out1: Tensor, indices: Tensor | None = None) -> PairLayout:
         out0, out1 = normalized(out0, out1)
