@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import types
 
 import pytest
 import pytorch_lightning as pl
@@ -12,6 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from lightly.loss import MACLLoss, NTXentLoss
+from pytorch_lightning.loggers import Logger
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -491,6 +493,36 @@ def test_per_sample_temperature_needs_indices_in_range():
 # --- the callbacks watch the τ in force -----------------------------------------------------
 
 
+class HistogramLogger(Logger):
+    """A logger whose experiment takes histograms, as TensorBoard's ``SummaryWriter``."""
+
+    def __init__(self):
+        super().__init__()
+        self.histograms = []
+
+    @property
+    def name(self):
+        return "histograms"
+
+    @property
+    def version(self):
+        return 0
+
+    @property
+    def experiment(self):
+        return types.SimpleNamespace(
+            add_histogram=lambda tag, values, global_step: self.histograms.append(
+                (tag, values.clone(), global_step)
+            )
+        )
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        pass
+
+
 def test_callbacks_record_the_temperature_in_force(tmp_path):
     from lightly_temperature import HardnessMonitor, TemperatureAnalysis
 
@@ -505,8 +537,13 @@ def test_callbacks_record_the_temperature_in_force(tmp_path):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             seen.append(policy.value[batch[2]].clone())
 
-    make_trainer(tmp_path, 2, [Record(), monitor, analysis]).fit(model, _digits_loader())
+    logger = HistogramLogger()
+    make_trainer(tmp_path, 2, [Record(), monitor, analysis], logger).fit(model, _digits_loader())
     assert len(monitor.history) == 4
+    # The whole per-sample table as a histogram on every logging step.
+    assert [tag for tag, _, _ in logger.histograms] == ["hardness/temperature"] * 4
+    assert [step for _, _, step in logger.histograms] == [row["step"] for row in monitor.history]
+    torch.testing.assert_close(logger.histograms[-1][1], policy.value)
     for row, table in zip(monitor.history, seen):
         # The batch's anchors: both views of each sample, at the τ the loss used.
         assert row["temperature"] == pytest.approx(table.mean().item(), rel=1e-6)
