@@ -347,13 +347,16 @@ class IndividualTemperature(TemperaturePolicy):
         u_i   <- (1 - β) u_i + β grad_i
         τ_i   <- clamp(τ_i - η u_i, tau_min, tau_max)
 
-    Here ``log g_i`` is read off the anchor's loss (``ℓ = softplus(log N + log g)`` for
-    InfoNCE and the HCL family) and ``∂ℓ/∂τ_i`` is taken from the loss's own backward pass, so
-    the update costs no extra pass; a sample seen as two anchors (SimCLR's two views) averages
-    their gradients. The model's loss is the package's loss at each anchor's τ_i (iSogCLR
-    also multiplies it by τ_i; this policy does not, so that a constant table gives exactly
-    the constant-τ loss). The update runs during ``backward()``, on the device, with no host
-    read; under DDP the updated entries are gathered so every process holds the same table.
+    iSogCLR tracks ``g_i`` by a moving average ``s_i`` across the epochs (its β0) and scales
+    the step by 1/n; here ``g_i`` is the current batch's (β0 = 1: every negative of the batch
+    is in it) and the 1/n is part of ``lr``. ``log g_i`` is read off the anchor's loss
+    (``ℓ = softplus(log N + log g)`` for InfoNCE and the HCL family) and ``∂ℓ/∂τ_i`` is taken
+    from the loss's own backward pass, so the update costs no extra pass; a sample seen as two
+    anchors (SimCLR's two views) averages their gradients. The model's loss is the package's
+    loss at each anchor's τ_i (iSogCLR weights each sample's gradient by ``τ_i / s_i``; this
+    policy does not, so that a constant table gives exactly the constant-τ loss). The update
+    runs during ``backward()``, on the device, with no host read; under DDP the updated
+    entries are gathered so every process holds the same table.
 
     ``forward`` needs the batch's sample indices: ``loss(out0, out1, indices=idx)``, from
     :class:`~lightly_temperature.data.IndexedDataset` (the ready modules pass them).
