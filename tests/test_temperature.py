@@ -396,11 +396,17 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         for _ in range(2):
             loss_fn(ddp(out0[rows]), ddp(out1[rows]), indices=indices[rows]).backward()
         torch.save(policy.state_dict(), os.path.join(out_dir, f"ddp_rank{rank}.pt"))
+        # MACL's τ from the alignment of the whole gathered batch: one τ on every rank.
+        adaptive = AdaptiveTemperature(base=0.2, alpha=0.5)
+        HardContrastiveLoss(temperature=adaptive, hard_negatives=None, gather_distributed=True)(
+            out0[rows], out1[rows]
+        )
+        torch.save(adaptive.value, os.path.join(out_dir, f"adaptive_rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
 
-def test_per_sample_temperature_on_two_processes_equals_one_process(tmp_path, free_port):
+def test_per_sample_and_adaptive_temperature_on_two_processes_equal_one_process(tmp_path, free_port):
     mp.spawn(_ddp_worker, args=(2, free_port, str(tmp_path)), nprocs=2)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     torch.testing.assert_close(ranks[0], ranks[1])  # every rank holds the same table
@@ -413,6 +419,10 @@ def test_per_sample_temperature_on_two_processes_equals_one_process(tmp_path, fr
     ).backward()
     torch.testing.assert_close(ranks[0]["temperatures"], policy.temperatures)
     assert (ranks[0]["temperatures"][indices] != 0.3).all()
+    adaptive = AdaptiveTemperature(base=0.2, alpha=0.5)
+    HardContrastiveLoss(temperature=adaptive, hard_negatives=None)(out0, out1)
+    for r in range(2):
+        torch.testing.assert_close(torch.load(tmp_path / f"adaptive_rank{r}.pt"), adaptive.value)
     ddp_ranks = [torch.load(tmp_path / f"ddp_rank{r}.pt") for r in range(2)]
     torch.testing.assert_close(ddp_ranks[0], ddp_ranks[1])
     assert (ddp_ranks[0]["temperatures"][indices] != 0.3).all()
