@@ -372,13 +372,15 @@ def policy_section(
 ) -> list[str]:
     """The report's comparison of the temperature policies: table and τ-over-training plot."""
     runs = []
+    first_seed = min((int(row["seed"]) for row in rows), default=0)
     for row in rows:
         policy = row["temperature_policy"]
         if policy == "constant" or temperature_is_scale(row["loss"]):
             continue
+        if int(row["seed"]) != first_seed:  # one line per loss, τ and policy
+            continue
         name = _run_name(row)
         label = f"{display_name(row['loss'])} τ={float(row['temperature']):g} {policy}"
-        label += f" s{row['seed']}" if row["seed"] != "0" else ""
         runs.append((label, output_dir / TEMPERATURE_DIR / f"{name}.csv"))
     plot = plot_temperatures(runs, output_dir / PLOTS["policies"], title)
     lines = [
@@ -395,7 +397,13 @@ def policy_section(
         "",
     ]
     if plot is not None:
-        lines += [f"![τ over training per policy]({PLOTS['policies']})", ""]
+        lines += [
+            f"τ in force at the end of each epoch (seed {first_seed}; the band of a "
+            "per-sample τ: its smallest and largest):",
+            "",
+            f"![τ over training per policy]({PLOTS['policies']})",
+            "",
+        ]
     return lines
 
 
