@@ -406,7 +406,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def test_per_sample_and_adaptive_temperature_on_two_processes_equal_one_process(tmp_path, free_port):
+def test_per_sample_and_adaptive_tau_on_two_processes_equal_one_process(tmp_path, free_port):
     mp.spawn(_ddp_worker, args=(2, free_port, str(tmp_path)), nprocs=2)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     torch.testing.assert_close(ranks[0], ranks[1])  # every rank holds the same table
