@@ -3,9 +3,9 @@
 Wang & Liu, "Understanding the Behaviour of Contrastive Loss", CVPR 2021.
 """
 
-from lightly_temperature import functional, metrics
+from lightly_temperature import functional, metrics, temperature
 from lightly_temperature.adapters import use_loss
-from lightly_temperature.callbacks import HardnessMonitor, TemperatureAnalysis
+from lightly_temperature.callbacks import HardnessMonitor, TemperatureAnalysis, TemperatureSchedule
 from lightly_temperature.data import IndexedDataset
 from lightly_temperature.functional import contrastive_loss, relative_penalties, simple_loss
 from lightly_temperature.losses import (
@@ -59,6 +59,7 @@ __all__ = [
     "SimilarityBatch",
     "SimpleLoss",
     "TemperatureAnalysis",
+    "TemperatureSchedule",
     "alignment",
     "available_losses",
     "build_loss",
@@ -72,6 +73,7 @@ __all__ = [
     "register_loss",
     "relative_penalties",
     "simple_loss",
+    "temperature",
     "std_of_l2_normalized",
     "tolerance",
     "uniformity",

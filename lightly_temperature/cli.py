@@ -37,6 +37,7 @@ from lightly_temperature.study.config import (
     METHODS,
     PRESETS,
     STUDY_PRECISIONS,
+    TEMPERATURE_POLICIES,
     StudyConfig,
     default_hard_negatives,
     paper_preset,
@@ -119,6 +120,57 @@ def build_parser() -> argparse.ArgumentParser:
         "K hardest negatives of the hard losses: an int, a fraction alpha of the negatives, or "
         f"none for all (default: {default_hard_negatives('simclr')} for simclr, "
         f"{default_hard_negatives('moco')} of the memory bank for moco)",
+    )
+    policies = study.add_argument_group(
+        "temperature policies (a grid axis; the grid's τ is where each policy starts)"
+    )
+    policies.add_argument(
+        "--temperature-policy",
+        nargs="+",
+        choices=TEMPERATURE_POLICIES,
+        default=None,
+        metavar="POLICY",
+        help=f"one or more of {_words(TEMPERATURE_POLICIES)}: constant τ, cosine schedule "
+        "(τ_max = τ), learnable τ, MACL's adaptive τ (base τ), one τ per sample (iSogCLR) "
+        f"(default: {_words(defaults.temperature_policies)})",
+    )
+    policies.add_argument(
+        "--policy-tau-min",
+        type=float,
+        default=None,
+        help="cosine τ_min; lower bound of the learnable and per-sample τ "
+        f"(default: {defaults.policy_tau_min:g})",
+    )
+    policies.add_argument(
+        "--policy-tau-max",
+        type=float,
+        default=None,
+        help="upper bound of the learnable and per-sample τ "
+        f"(default: {defaults.policy_tau_max:g})",
+    )
+    policies.add_argument(
+        "--cosine-period",
+        type=int,
+        default=None,
+        help="period of the cosine schedule in epochs (default: the run's epochs)",
+    )
+    policies.add_argument(
+        "--adaptive-alpha",
+        type=float,
+        default=None,
+        help=f"MACL's alpha, in [0, 1) (default: {defaults.adaptive_alpha:g})",
+    )
+    policies.add_argument(
+        "--individual-lr",
+        type=float,
+        default=None,
+        help=f"step of the per-sample τ update (default: {defaults.individual_lr:g})",
+    )
+    policies.add_argument(
+        "--individual-rho",
+        type=float,
+        default=None,
+        help=f"iSogCLR's rho (default: {defaults.individual_rho:g})",
     )
     study.add_argument(
         "--seeds",
@@ -323,6 +375,15 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
         "accelerator": args.accelerator,
         "devices": args.devices,
         "precision": args.precision,
+        "temperature_policies": (
+            tuple(args.temperature_policy) if args.temperature_policy else None
+        ),
+        "policy_tau_min": args.policy_tau_min,
+        "policy_tau_max": args.policy_tau_max,
+        "cosine_period": args.cosine_period,
+        "adaptive_alpha": args.adaptive_alpha,
+        "individual_lr": args.individual_lr,
+        "individual_rho": args.individual_rho,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if args.hard_negatives is not None:

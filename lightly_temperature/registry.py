@@ -24,6 +24,11 @@ Example:
     >>> from lightly_temperature import build_loss
     >>> criterion = build_loss("hard_contrastive", temperature=0.3, hard_negatives=0.0819)
     >>> criterion = build_loss("ntxent", memory_bank_size=(4096, 128))  # Lightly's class
+
+Every name takes ``temperature=`` as a number; the package's losses also take a policy of
+:mod:`lightly_temperature.temperature`, and so does ``"ntxent"`` (then built as the equal
+``HardContrastiveLoss(hard_negatives=None)``); Lightly's ``"dcl"``, ``"dclw"`` and ``"macl"``
+take a number only.
 """
 
 from __future__ import annotations
@@ -43,8 +48,10 @@ from lightly_temperature.losses import (
     HardSimpleLoss,
     HCLLoss,
     LossCapabilities,
+    PairwiseLoss,
     SimpleLoss,
 )
+from lightly_temperature.temperature import TemperaturePolicy
 
 #: Entry-point group through which other packages register losses.
 ENTRY_POINT_GROUP = "lightly_temperature.losses"
@@ -74,6 +81,16 @@ _LIGHTLY_CAPABILITIES: dict[type, LossCapabilities] = {
     MACLLoss: LossCapabilities(hard_negatives=False, memory_bank=False, gather_distributed=False),
 }
 _registered: dict[str, LossFactory] = {}
+
+
+def _ntxent_with_policy(
+    temperature: TemperaturePolicy,
+    memory_bank_size: int | tuple[int, int] = 0,
+    gather_distributed: bool = False,
+) -> nn.Module:
+    """``"ntxent"`` with a temperature policy: the same loss as Lightly's ``NTXentLoss``
+    (tested equal), computed by this package, which takes the policy."""
+    return HardContrastiveLoss(temperature, memory_bank_size, gather_distributed, None)
 
 
 def _normalize(name: str) -> str:
@@ -244,6 +261,16 @@ gather_distributed=True, sample_indices=True, sample_memory_bank=True)
     )
 
 
+def takes_temperature_policy(name: str) -> bool:
+    """Whether the loss named ``name`` takes a policy of :mod:`lightly_temperature.temperature`
+    as ``temperature=``: the package's losses and ``"ntxent"``, not Lightly's DCL, DCLW and
+    MACL, nor a plugin that is not a ``PairwiseLoss``."""
+    factory = get_loss_class(name)
+    if factory is NTXentLoss:
+        return True
+    return isinstance(factory, type) and issubclass(factory, PairwiseLoss)
+
+
 def _forward_takes_indices(factory: Any) -> bool:
     forward = getattr(factory, "forward", None)
     if forward is None:
@@ -265,6 +292,16 @@ def build_loss(name: str, **kwargs: Any) -> nn.Module:
         >>> criterion = build_loss("hard_simple", memory_bank_size=(4096, 128), hard_negatives=409)
     """
     factory = get_loss_class(name)
+    policy = kwargs.get("temperature")
+    if isinstance(policy, TemperaturePolicy) and factory in _LIGHTLY_CAPABILITIES:
+        if factory is not NTXentLoss:
+            raise ValueError(
+                f"temperature={type(policy).__name__}: Lightly's "
+                f"{factory.__name__} ({name!r}) takes a number; a temperature policy needs a "
+                f"loss of this package"
+            )
+        # NTXentLoss is HardContrastiveLoss with every negative, which takes a policy.
+        factory = _ntxent_with_policy
     accepted = loss_parameters(factory)
     if accepted is not None:
         unknown = sorted(set(kwargs) - set(accepted))

@@ -27,7 +27,8 @@ class SimilarityBatch:
             entries that are not negatives (the anchor itself and its positive in SimCLR mode).
         num_negatives: real negatives per anchor (``2M - 2`` in SimCLR mode, the bank size in
             MoCo mode).
-        temperature: the temperature of the call (a number or a 0-d tensor).
+        temperature: the temperature of the call (a number, a 0-d tensor, or an ``(A,)``
+            tensor: one τ per anchor).
     """
 
     positive: Tensor

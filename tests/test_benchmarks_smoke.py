@@ -40,8 +40,10 @@ def test_bench_losses_quick_prints_table_and_verdicts(run_quick):
     assert "| setting | loss |" in out
     for name in ("NTXentLoss", "HardContrastive(None)", "HardSimple", "Simple", "floor", "HCL("):
         assert name in out
-    # SimCLR: 2 + HCL + debiased times, memory; MoCo: 1 + HCL + debiased times, memory
-    assert out.count("(target <=") == 9
+    # SimCLR: 2 + HCL + debiased times, memory; MoCo: 1 + HCL + debiased times, memory;
+    # each: a constant and a per-sample temperature policy against the same loss with a number
+    assert out.count("(target <=") == 13
+    assert out.count("the same loss with a number") == 4
 
 
 def test_bench_metrics_quick_checks_exactness(run_quick):

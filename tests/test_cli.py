@@ -19,6 +19,7 @@ EXPECTED_COLUMNS = [
     "hard_negatives",
     "seed",
     "epochs",
+    "temperature_policy",
     "knn_accuracy",
     "linear_accuracy",
     "uniformity",
@@ -62,7 +63,7 @@ def test_tiny_study_writes_results_report_and_plots(tiny_study, capsys):
     ]
     for row in rows:
         assert row["method"] == "simclr" and row["seed"] == "0" and row["epochs"] == "2"
-        values = {c: float(row[c]) for c in EXPECTED_COLUMNS[6:]}
+        values = {c: float(row[c]) for c in EXPECTED_COLUMNS[7:]}
         assert all(math.isfinite(v) for v in values.values()), row
         # Features without class information give about 0.1 (chance); the small CNN gets
         # 0.96-0.98 here, trained or not (measured), so this shows a sound evaluation.
@@ -285,6 +286,23 @@ def test_image_folder_data(tmp_path, capsys):
         (["explain", "--plot", "/proc/self/x.png"], "--plot /proc/self/x.png: cannot write"),
         (["explain", "--plot", "{tmp}/x.v2"], "unknown image format '.v2', use one of "),
         (["explain", "--similarities", "0.5"], "at least one negative"),
+        (
+            ["study", "--temperature-policy", "cosine", "--temperatures", "0.01"],
+            "temperature 0.01 must be in (policy_tau_min, policy_tau_max] = (0.05, 2]",
+        ),
+        (["study", "--temperature-policy", "warm"], "invalid choice: 'warm'"),
+        (
+            ["study", "--temperature-policy", "learnable", "--policy-tau-min", "0.5"]
+            + ["--policy-tau-max", "0.5"],
+            "policy_tau_min must be < policy_tau_max, got 0.5 >= 0.5",
+        ),
+        (
+            ["study", "--temperature-policy", "adaptive", "--losses", "dcl"],
+            "loss 'dcl' takes a number as its temperature, not a policy",
+        ),
+        (["study", "--adaptive-alpha", "1"], "adaptive_alpha must be in [0, 1), got 1.0"),
+        (["study", "--cosine-period", "0"], "cosine_period must be None or an int >= 1, got 0"),
+        (["study", "--individual-lr", "-1"], "individual_lr must be a finite float >= 0"),
         (["nonsense"], "invalid choice: 'nonsense'"),
     ],
 )

@@ -47,7 +47,7 @@ def test_interrupted_study_keeps_finished_runs_and_says_so(tmp_path, sent):
     first = config.runs()[0]
     row = {c: 0.5 for c in METRIC_COLUMNS}
     row.update(method="simclr", loss="ntxent", temperature=first.temperature)
-    row.update(hard_negatives="", seed=0, epochs=first.epochs)
+    row.update(hard_negatives="", seed=0, epochs=first.epochs, temperature_policy="constant")
     ResultsFile(output / "results.csv").append(row)  # run 1 finished before
     before = (output / "results.csv").read_bytes()
 

@@ -14,7 +14,7 @@ from lightly_temperature.study.config import StudyConfig, paper_preset, parse_ha
 from lightly_temperature.study.data import load_digits_data
 from lightly_temperature.study.evaluate import knn_accuracy, linear_accuracy
 from lightly_temperature.study.models import build_backbone
-from lightly_temperature.study.results import COLUMNS, ResultsFile
+from lightly_temperature.study.results import COLUMNS, METRIC_COLUMNS, ResultsFile
 
 
 def test_default_grid_is_contrastive_and_hard_at_the_papers_taus_plus_simple_losses():
@@ -189,9 +189,10 @@ def test_output_settings_written_once_atomically_and_checked(tmp_path):
 def _finished_results(output, config):
     results = ResultsFile(output / "results.csv")
     for run in config.runs():
-        row = {c: 0.5 for c in COLUMNS[6:]}
+        row = {c: 0.5 for c in METRIC_COLUMNS}
         row.update(method=run.method, loss=run.loss, temperature=run.temperature)
         row.update(hard_negatives="", seed=run.seed, epochs=run.epochs)
+        row.update(temperature_policy=run.temperature_policy)
         results.append(row)
 
 
@@ -231,9 +232,9 @@ def test_results_file_appends_and_knows_finished_runs(tmp_path):
     results = ResultsFile(tmp_path / "results.csv")
     run = StudyConfig(temperatures=(0.3,), losses=("hard_contrastive",), epochs=7).runs()[0]
     assert results.finished_keys() == set()
-    row = {c: 0.5 for c in COLUMNS[6:]}
+    row = {c: 0.5 for c in METRIC_COLUMNS}
     row.update(method="simclr", loss="hard_contrastive", temperature=0.3, seed=0, epochs=7)
-    row["hard_negatives"] = "0.0819"
+    row.update(hard_negatives="0.0819", temperature_policy="constant")
     results.append(row)
     results.append({**row, "temperature": 1.0})
     with (tmp_path / "results.csv").open() as file:

@@ -17,7 +17,7 @@ from tests.conftest import read_csv, run_python
 def _row(**changes) -> dict[str, object]:
     row: dict[str, object] = {c: 0.5 for c in METRIC_COLUMNS}
     row.update(method="simclr", loss="ntxent", temperature=0.5, hard_negatives="", seed=0)
-    row.update(epochs=1)
+    row.update(epochs=1, temperature_policy="constant")
     row.update(changes)
     return row
 

@@ -13,9 +13,14 @@ from torch.utils.hooks import RemovableHandle
 
 from lightly_temperature._validation import check_int
 from lightly_temperature.adapters import REPLACEABLE, find_loss
-from lightly_temperature.callbacks._outputs import current_log_step, log_to_loggers
+from lightly_temperature.callbacks._outputs import (
+    current_log_step,
+    log_histograms,
+    log_to_loggers,
+)
 from lightly_temperature.losses import observe_similarities
 from lightly_temperature.metrics import COLLAPSE_THRESHOLD, embedding_spread, hardness_statistics
+from lightly_temperature.temperature import TemperaturePolicy
 
 PREFIX = "hardness/"
 
@@ -45,7 +50,10 @@ class HardnessMonitor(Callback):
     ``penalty_entropy`` (the entropy of the paper's relative penalties r_i: ``log K`` for
     uniform weights, 0 when only the hardest negative counts), ``effective_negatives`` (its
     exponential: how many negatives the loss really listens to), ``top{k}_penalty_share``
-    (the share of the penalty on the k hardest negatives) and ``temperature``. When the
+    (the share of the penalty on the k hardest negatives) and ``temperature`` (the τ in force
+    for the step, whatever the loss's temperature policy; with a per-sample τ, the mean over
+    the batch's anchors, ``temperature_min`` and ``temperature_max``, and a histogram of the
+    whole per-sample table to loggers that take histograms). When the
     training batch is Lightly-shaped ``(views, labels, ...)`` with class labels and the loss
     compares in-batch negatives of this process only (SimCLR without gathering), also
     ``top{k}_false_negative_rate`` (how many of each anchor's k hardest negatives share its
@@ -178,6 +186,10 @@ class HardnessMonitor(Callback):
         row = dict(zip(names, values))
         self.history.append({"step": step, **row})
         log_to_loggers(trainer, {PREFIX + name: v for name, v in row.items()}, step)
+        policy = getattr(self._watched, "temperature", None)
+        if isinstance(policy, TemperaturePolicy) and policy.per_sample:
+            # The whole per-sample table, on logging steps only.
+            log_histograms(trainer, {PREFIX + "temperature": policy.value}, step)
         spread = row.get("embedding_spread", math.nan)
         if spread < COLLAPSE_THRESHOLD and not self._warned_collapse:  # once per run
             self._warned_collapse = True

@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
@@ -40,8 +41,12 @@ from lightly_temperature.probe import (
     probe_metrics,
 )
 from lightly_temperature.registry import loss_capabilities
+from lightly_temperature.temperature import temperature_in_force
 
 PREFIX = "temperature_analysis/"
+#: The τ in force at each evaluation, in the history and its CSV (mean, min, max over the
+#: samples for a per-sample τ).
+TEMPERATURE_COLUMNS = ("temperature", "temperature_min", "temperature_max")
 
 
 class TemperatureAnalysis(Callback):
@@ -166,7 +171,9 @@ class TemperatureAnalysis(Callback):
         self.save_csv = bool(save_csv)
         #: One row per evaluation: epoch, step, num_samples and the metric values (floats).
         self.history: list[dict[str, Any]] = []
-        self._csv = CSVHistory(["epoch", "step", "num_samples", *self.metric_names])
+        self._csv = CSVHistory(
+            ["epoch", "step", "num_samples", *TEMPERATURE_COLUMNS, *self.metric_names]
+        )
         self._figure = SimilarityFigure(self.top_k)  # built once, redrawn per evaluation
         self._probe: Any | None = None
         self._warned_no_labels = False
@@ -281,6 +288,7 @@ class TemperatureAnalysis(Callback):
             "epoch": trainer.current_epoch,
             "step": trainer.global_step,
             "num_samples": probe.num_samples,
+            **_temperature_record(pl_module),
             **result.values,
         }
         self.history.append(row)
@@ -419,10 +427,26 @@ def _loss_temperature(pl_module: LightningModule) -> tuple[float | None, HardNeg
         return None, None
     if not loss_capabilities(loss).softmax_temperature:
         return None, None
-    temperature = loss.temperature
+    temperature = temperature_in_force(loss.temperature)
     if isinstance(temperature, Tensor):
-        temperature = float(temperature.detach())  # one read per evaluation, not per step
+        # One read per evaluation, not per step; a per-sample τ (the probe's samples are not
+        # the training samples) is summarised by its mean.
+        temperature = float(temperature.detach().float().mean())
     return float(temperature), getattr(loss, "hard_negatives", None)
+
+
+def _temperature_record(pl_module: LightningModule) -> dict[str, float]:
+    """The τ in force when evaluating: its mean, min and max (equal for one τ), NaN when the
+    module holds no single loss with a softmax temperature."""
+    try:
+        loss, _ = find_loss(pl_module, caller="TemperatureAnalysis")
+    except ValueError:
+        loss = None
+    if loss is None or not loss_capabilities(loss).softmax_temperature:
+        return dict.fromkeys(TEMPERATURE_COLUMNS, math.nan)
+    value = torch.as_tensor(temperature_in_force(loss.temperature)).detach().float()
+    mean, low, high = torch.stack([value.mean(), value.min(), value.max()]).tolist()  # one read
+    return dict(zip(TEMPERATURE_COLUMNS, (mean, low, high)))
 
 
 def _val_loader(trainer: Trainer) -> Any | None:

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from lightly_temperature._validation import check_indices
 from lightly_temperature.similarity_batch import SimilarityBatch
+from lightly_temperature.temperature import TemperaturePolicy
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,14 @@ def sample_bank_layout(out0: Tensor, bank: Tensor, indices: Tensor) -> PairLayou
     return PairLayout(out0, bank, exact.to(out0.dtype), None, indices, bank.shape[0] - 1, exact)
 
 
+def anchor_sample_indices(indices: Tensor | None, num_anchors: int) -> Tensor | None:
+    """The training-sample index of each anchor, from the batch's ``(N,)`` sample indices:
+    the anchors are both views of the batch in SimCLR mode (``2N``), ``out0`` in MoCo mode."""
+    if indices is None:
+        return None
+    return indices.repeat(num_anchors // indices.shape[0])
+
+
 def uses_memory_bank(loss: nn.Module) -> bool:
     """Whether ``loss`` (NTXentLoss or a loss of this package) draws negatives from a bank."""
     bank = getattr(loss, "memory_bank", None)
@@ -172,6 +181,13 @@ def observe_similarities(
     else:
         layout = in_batch_layout(out0, out1, bool(getattr(loss, "gather_distributed", False)))
     temperature = loss.temperature
+    if isinstance(temperature, TemperaturePolicy):
+        # The τ of each anchor for this call, read without changing the policy.
+        temperature = temperature.anchor_temperature(
+            layout.positive,
+            anchor_sample_indices(indices, layout.anchors.shape[0]),
+            bool(getattr(loss, "gather_distributed", False)),
+        )
     if isinstance(temperature, Tensor):
         temperature = temperature.detach()
     return layout.similarities(temperature)

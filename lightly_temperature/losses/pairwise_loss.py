@@ -20,6 +20,7 @@ from lightly_temperature.losses.capabilities import LossCapabilities
 from lightly_temperature.losses.layout import (
     HostPointerMemoryBank,
     PairLayout,
+    anchor_sample_indices,
     check_sample_indices,
     in_batch_layout,
     memory_bank_layout,
@@ -31,6 +32,7 @@ from lightly_temperature.losses.reduction import Reduction
 from lightly_temperature.losses.sample_memory_bank import SampleMemoryBank
 from lightly_temperature.losses.selection import NegativeSelection, selection_for
 from lightly_temperature.similarity_batch import SimilarityBatch
+from lightly_temperature.temperature import TemperaturePolicy
 
 
 class PairwiseLoss(nn.Module):
@@ -48,7 +50,9 @@ class PairwiseLoss(nn.Module):
     - the *reduction* (:mod:`~lightly_temperature.losses.reduction`): log-sum-exp (InfoNCE) or
       linear (Simple);
     - the *temperature*: a number (or a 0-d tensor / ``nn.Parameter``) that may change
-      between steps, checked on every change.
+      between steps, checked on every change, or a policy of
+      :mod:`lightly_temperature.temperature` (scheduled, learnable, adaptive, per sample),
+      held as a submodule (its state is in the loss's ``state_dict``).
 
     One forward, one computation path: normalise, lay out, reduce each anchor's row with the
     fused product-and-reduction node, average. Similarities are computed in float32 even
@@ -72,7 +76,7 @@ class PairwiseLoss(nn.Module):
         self,
         reduction: Reduction,
         hard_negatives: HardNegatives | NegativeSelection = None,
-        temperature: float = 0.5,
+        temperature: float | Tensor | TemperaturePolicy = 0.5,
         memory_bank_size: int | Sequence[int] = 0,
         gather_distributed: bool = False,
         sample_memory_bank: SampleMemoryBank | None = None,
@@ -122,7 +126,8 @@ class PairwiseLoss(nn.Module):
         self.selection = value if isinstance(value, NegativeSelection) else selection_for(value)
 
     @property
-    def temperature(self) -> float | Tensor:
+    def temperature(self) -> float | Tensor | TemperaturePolicy:
+        """As set: a number, a one-element tensor, or a policy (``.value``: the τ in force)."""
         return self._temperature
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -132,11 +137,23 @@ class PairwiseLoss(nn.Module):
         # A plain attribute that schedules may change between steps, checked on every change.
         # nn.Module would register an nn.Parameter (a learnable temperature) under the name
         # "temperature" and bypass the check; it goes to "_temperature" instead, replacing
-        # whatever was there (a float after a parameter, or the reverse).
-        value = check_temperature(value)
+        # whatever was there (a float after a parameter, or the reverse). A policy is a
+        # submodule, registered under the same name.
+        if isinstance(value, TemperaturePolicy):
+            self._check_policy(value)
+        else:
+            value = check_temperature(value)
         self._parameters.pop("_temperature", None)
+        self._modules.pop("_temperature", None)
         self.__dict__.pop("_temperature", None)
         super().__setattr__("_temperature", value)
+
+    def _check_policy(self, policy: TemperaturePolicy) -> None:
+        if policy.per_sample and not self.capabilities.softmax_temperature:
+            raise ValueError(
+                f"temperature={type(policy).__name__}: a per-sample temperature needs a "
+                f"softmax temperature; {type(self).__name__}'s τ only rescales the loss"
+            )
 
     @property
     def uses_memory_bank(self) -> bool:
@@ -162,9 +179,22 @@ class PairwiseLoss(nn.Module):
                 # denominator, so the loss is 0 (NTXentLoss gives 0 too). Keep the graph.
                 return layout.positive.sum() * 0.0
             k = self.selection.num_selected(layout.num_negatives)
-            # Checked on every call: a learnable temperature changes between steps.
-            temperature = check_temperature(self.temperature)
-            return self.reduction(layout, k, temperature).mean()
+            policy = self._temperature if isinstance(self._temperature, TemperaturePolicy) else None
+            if policy is None:
+                # Checked on every call: a learnable temperature changes between steps.
+                temperature = check_temperature(self.temperature)
+            else:
+                # A policy keeps τ in its bounds by construction.
+                temperature = policy(
+                    layout.positive,
+                    anchor_sample_indices(indices, layout.anchors.shape[0]),
+                    layout.num_negatives if k is None else k,
+                    self.gather_distributed,
+                )
+            per_anchor = self.reduction(layout, k, temperature)
+            if policy is not None:
+                policy.observe_losses(per_anchor)
+            return per_anchor.mean()
 
     def _layout(self, out0: Tensor, out1: Tensor, indices: Tensor | None = None) -> PairLayout:
         out0, out1 = normalized(out0, out1)

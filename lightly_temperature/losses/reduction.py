@@ -34,10 +34,34 @@ from lightly_temperature.kernels import (
 from lightly_temperature.losses.layout import PairLayout
 
 
+def reduce_rows(
+    layout: PairLayout,
+    excluded: Tensor | None,
+    k: int | None,
+    kind: str,
+    temperature: float | Tensor,
+    beta: float = 0.0,
+) -> Tensor:
+    """Each anchor's row of ``(anchors / τ) @ candidates.T`` reduced by the fused node.
+
+    A number or 0-d τ enters the node, which folds 1/τ into the ``(A, d)`` anchors and keeps
+    its one-product SimCLR backward. An ``(A,)`` τ (one per anchor) scales each anchor's row
+    before the node (1/τ_i on row i; autograd carries τ's gradient through that division).
+    """
+    if isinstance(temperature, Tensor) and temperature.dim() == 1:
+        query = layout.anchors / temperature.unsqueeze(1)
+        return reduce_similarities(query, layout.candidates, excluded, k, kind, beta)
+    return reduce_similarities(
+        layout.anchors, layout.candidates, excluded, k, kind, beta, temperature=temperature
+    )
+
+
 class Reduction:
     """Base class: ``reduction(layout, k, temperature)`` gives the ``(A,)`` per-anchor losses.
 
     ``k`` is the number of negatives selected per anchor, ``None`` for all of them.
+    ``temperature`` is a number, a 0-d tensor, or an ``(A,)`` tensor (one τ per anchor: 1/τ
+    scales each anchor's row, so the fused kernel and its exact backward are unchanged).
     """
 
     def __call__(self, layout: PairLayout, k: int | None, temperature: float | Tensor) -> Tensor:
@@ -88,20 +112,10 @@ class LogSumExpReduction(Reduction):
         if self.positive_as_candidate and k is not None:
             _positive_column_layout(layout, self)
             excluded = layout.excluded(positive_too=False)  # the positive competes
-            selected = _with_positive(k)
-            lse = reduce_similarities(
-                layout.anchors,
-                layout.candidates,
-                excluded,
-                selected,
-                LOGSUMEXP,
-                temperature=temperature,
-            )
+            lse = reduce_rows(layout, excluded, _with_positive(k), LOGSUMEXP, temperature)
             return lse - positive
         excluded = layout.excluded(positive_too=True)  # only negatives in the log-sum-exp
-        lse = reduce_similarities(
-            layout.anchors, layout.candidates, excluded, k, LOGSUMEXP, temperature=temperature
-        )
+        lse = reduce_rows(layout, excluded, k, LOGSUMEXP, temperature)
         return F.softplus(lse - positive)
 
     def __repr__(self) -> str:
@@ -195,15 +209,7 @@ class ImportanceWeightedReduction(Reduction):
         positive = layout.positive_logits(temperature)
         excluded = layout.excluded(positive_too=True)
         num_selected = layout.num_negatives if k is None else k
-        log_mean = reduce_similarities(
-            layout.anchors,
-            layout.candidates,
-            excluded,
-            k,
-            WEIGHTED_LOGMEANEXP,
-            self.beta,
-            temperature=temperature,
-        )
+        log_mean = reduce_rows(layout, excluded, k, WEIGHTED_LOGMEANEXP, temperature, self.beta)
         log_count = math.log(num_selected)
         if self.tau_plus == 0:
             log_negatives = log_count + log_mean

@@ -50,7 +50,8 @@ def hardness_statistics(
     - ``effective_negatives``: mean ``exp`` of that entropy, how many negatives each anchor's
       loss really listens to (N for equal similarities, 1 when only the hardest counts).
     - ``top{k}_penalty_share``: mean share of the penalty mass on the k hardest negatives.
-    - ``temperature``: the call's tau.
+    - ``temperature``: the call's tau (the mean over the anchors for a per-anchor τ, with
+      ``temperature_min`` and ``temperature_max``).
 
     With the labels of the anchors ``(A,)`` and of the candidates ``(C,)`` (the columns of
     ``batch.negatives``), also:
@@ -89,7 +90,10 @@ def hardness_statistics(
         top = negatives.gather(1, hardest)
     else:
         top = top_k_values(used if num_top <= num_used else negatives, num_top)
-    logits = used / tau
+    # A per-anchor τ (A,) divides each anchor's row.
+    per_anchor = isinstance(tau, Tensor) and tau.dim() == 1
+    tau_rows = tau.unsqueeze(1) if per_anchor else tau
+    logits = used / tau_rows
     loss = info_nce_from_logits(positive / tau, logits)  # the loss over its K negatives
     penalties = torch.softmax(logits, dim=1)  # -inf entries get r = 0 and entr(0) = 0
     entropy = torch.special.entr(penalties).sum(dim=1)
@@ -99,7 +103,7 @@ def hardness_statistics(
     if num_top >= num_used:
         share = torch.ones_like(positive)
     else:
-        share = torch.exp(torch.logsumexp(top / tau, dim=1) - torch.logsumexp(logits, dim=1))
+        share = torch.exp(torch.logsumexp(top / tau_rows, dim=1) - torch.logsumexp(logits, dim=1))
     statistics = {
         "positive_similarity": positive.mean(),
         f"top{k}_negative_similarity": top.mean(),
@@ -107,8 +111,11 @@ def hardness_statistics(
         "penalty_entropy": entropy.mean(),
         "effective_negatives": torch.exp(entropy).mean(),
         f"top{k}_penalty_share": share.mean(),
-        "temperature": temperature.reshape(()),
+        "temperature": temperature.mean(),
     }
+    if per_anchor:
+        statistics["temperature_min"] = temperature.min()
+        statistics["temperature_max"] = temperature.max()
     if anchor_labels is not None:
         anchor_labels = anchor_labels.to(negatives.device)
         candidate_labels = candidate_labels.to(negatives.device)
@@ -116,7 +123,8 @@ def hardness_statistics(
             hardest, anchor_labels, candidate_labels
         ).mean()
         if used.shape[1] != negatives.shape[1]:  # the top-K's penalties, in their columns
-            penalties = relative_penalties(negatives, tau, num_used)
+            # τ > 0 per row keeps each row's order: the scaled rows select the same top-K.
+            penalties = relative_penalties(negatives / tau_rows, 1.0, num_used)
         same = anchor_labels.unsqueeze(1) == candidate_labels.unsqueeze(0)
         statistics["false_negative_penalty_mass"] = (penalties * same).sum(dim=1).mean()
     return statistics

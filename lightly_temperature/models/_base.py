@@ -181,6 +181,16 @@ class ContrastiveModule(pl.LightningModule):
             return int(trainer.max_epochs)
         return 10  # Lightly's examples train 10 epochs
 
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """The callback that advances the loss's temperature schedule, when it has one."""
+        # Imported here: the callbacks package imports the adapters, which import the models.
+        from lightly_temperature.callbacks.temperature_schedule import TemperatureSchedule
+        from lightly_temperature.temperature import temperature_policies
+
+        if any(policy.unit is not None for policy in temperature_policies(self)):
+            return [TemperatureSchedule()]
+        return []
+
     def configure_optimizers(self) -> dict[str, Any]:
         """SGD (Lightly's examples: lr 0.06) or AdamW, with a cosine learning-rate decay over
         the epochs, or the paper's step decay (x0.1 at ``lr_milestones``)."""

@@ -25,8 +25,14 @@ from lightly_temperature.functional import PAPER_ALPHA
 from lightly_temperature.metrics import DEFAULT_DRAWS
 from lightly_temperature.models._base import OPTIMIZERS
 from lightly_temperature.probe import check_few_shot
-from lightly_temperature.registry import loss_capabilities
+from lightly_temperature.registry import loss_capabilities, takes_temperature_policy
 from lightly_temperature.study.models import BACKBONES
+from lightly_temperature.temperature import (
+    AdaptiveTemperature,
+    CosineTemperature,
+    IndividualTemperature,
+    LearnableTemperature,
+)
 
 METHODS = ("simclr", "moco", "npid")
 #: Losses in the default grid, in the order of the paper's Table 1.
@@ -67,6 +73,10 @@ MOCO_HARD_NEGATIVES = 0.25
 #: ``StudyConfig(hard_negatives=METHOD_DEFAULT)``: the method's default K
 #: (:func:`default_hard_negatives`).
 METHOD_DEFAULT = "method default"
+#: The temperature policies the study compares (``--temperature-policy``): the grid's τ is
+#: the constant τ, the cosine schedule's τ_max, the learnable and per-sample τ's start and the
+#: adaptive τ's base τ0 (see :func:`study_policy`).
+TEMPERATURE_POLICIES = ("constant", "cosine", "learnable", "adaptive", "individual")
 
 
 def bank_entries(memory_bank_size: int, num_train_images: int) -> int:
@@ -156,11 +166,18 @@ class RunSpec:
     hard_negatives: HardNegatives
     seed: int
     epochs: int
+    temperature_policy: str = "constant"
 
     @property
-    def key(self) -> tuple[str, str, str, str, str, str]:
+    def key(self) -> tuple[str, ...]:
         return run_key(
-            self.method, self.loss, self.temperature, self.hard_negatives, self.seed, self.epochs
+            self.method,
+            self.loss,
+            self.temperature,
+            self.hard_negatives,
+            self.seed,
+            self.epochs,
+            self.temperature_policy,
         )
 
     @property
@@ -168,6 +185,8 @@ class RunSpec:
         """A file-name-safe identifier, e.g. ``simclr_hard_contrastive_t0.3_k42_s0_e30``."""
         k = format_hard_negatives(self.hard_negatives)
         parts = [self.method, self.loss, f"t{self.temperature:g}"]
+        if self.temperature_policy != "constant":
+            parts.append(self.temperature_policy)
         if k:
             parts.append(f"k{k}")
         parts += [f"s{self.seed}", f"e{self.epochs}"]
@@ -175,18 +194,32 @@ class RunSpec:
 
     @property
     def temperature_label(self) -> str:
-        """``"τ = 0.3"``, or ``"no τ"`` for a loss whose temperature only rescales it."""
-        return "no τ" if temperature_is_scale(self.loss) else f"τ = {self.temperature:g}"
+        """``"τ = 0.3"`` (``"cosine τ = 0.3"`` for a policy), or ``"no τ"`` for a loss whose
+        temperature only rescales it."""
+        if temperature_is_scale(self.loss):
+            return "no τ"
+        policy = "" if self.temperature_policy == "constant" else f"{self.temperature_policy} "
+        return f"{policy}τ = {self.temperature:g}"
 
     def describe(self) -> str:
         k = format_hard_negatives(self.hard_negatives)
         text = f"{self.method} {display_name(self.loss)} tau={self.temperature:g}"
+        if self.temperature_policy != "constant":
+            text += f" policy={self.temperature_policy}"
         if k:
             text += f" hard_negatives={k}"
         return text + f" seed={self.seed} epochs={self.epochs}"
 
 
-def run_key(method: Any, loss: Any, temperature: Any, hard_negatives: Any, seed: Any, epochs: Any):
+def run_key(
+    method: Any,
+    loss: Any,
+    temperature: Any,
+    hard_negatives: Any,
+    seed: Any,
+    epochs: Any,
+    temperature_policy: Any = "constant",
+):
     """The resume key of a run, from typed values or from the strings of a CSV row."""
     return (
         str(method),
@@ -195,6 +228,7 @@ def run_key(method: Any, loss: Any, temperature: Any, hard_negatives: Any, seed:
         format_hard_negatives(parse_hard_negatives(hard_negatives)),
         str(int(seed)),
         str(int(epochs)),
+        str(temperature_policy),
     )
 
 
@@ -250,6 +284,18 @@ class StudyConfig:
     #: CPU threads for torch; None: 1 for the small CNN (tiny convolutions run fastest on one
     #: thread, and far faster than on two contended ones), torch's default otherwise.
     threads: int | None = None
+    # temperature policies (a grid axis) and their parameters
+    temperature_policies: tuple[str, ...] = ("constant",)
+    #: Lower bound of the cosine schedule (its τ_min), of the learnable and per-sample τ.
+    policy_tau_min: float = 0.05
+    #: Upper bound of the learnable and per-sample τ.
+    policy_tau_max: float = 2.0
+    #: Period of the cosine schedule in epochs; None: the run's epochs (one oscillation).
+    cosine_period: int | None = None
+    adaptive_alpha: float = 0.5
+    #: Larger than the policy's default: on digits each sample's τ is updated once an epoch.
+    individual_lr: float = 0.1
+    individual_rho: float = 0.1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -282,6 +328,44 @@ class StudyConfig:
         check_ints(self.seeds, "seeds", 0)
         check_ints(self.lr_milestones, "lr_milestones", 1)
         check_precision(self.precision)
+        self._check_policies()
+
+    def _check_policies(self) -> None:
+        if not self.temperature_policies:
+            raise ValueError("temperature_policies must name at least one policy, got none")
+        for policy in self.temperature_policies:
+            check_choice(policy, "temperature_policy", TEMPERATURE_POLICIES)
+        if len(set(self.temperature_policies)) != len(self.temperature_policies):
+            raise ValueError(
+                f"temperature_policies must not repeat a policy, got {self.temperature_policies}"
+            )
+        tau_min = check_positive(self.policy_tau_min, "policy_tau_min")
+        tau_max = check_positive(self.policy_tau_max, "policy_tau_max")
+        if tau_min >= tau_max:
+            raise ValueError(
+                f"policy_tau_min must be < policy_tau_max, got {tau_min!r} >= {tau_max!r}"
+            )
+        check_int(self.cosine_period, "cosine_period", 1, optional=True)
+        check_non_negative(self.individual_lr, "individual_lr")
+        check_non_negative(self.individual_rho, "individual_rho")
+        if not 0 <= self.adaptive_alpha < 1:
+            raise ValueError(f"adaptive_alpha must be in [0, 1), got {self.adaptive_alpha!r}")
+        bounded = set(self.temperature_policies) & {"cosine", "learnable", "individual"}
+        if bounded:
+            for tau in self.temperatures:
+                if not tau_min < tau <= tau_max:
+                    raise ValueError(
+                        f"temperature {tau:g} must be in (policy_tau_min, policy_tau_max] = "
+                        f"({tau_min:g}, {tau_max:g}] for the {', '.join(sorted(bounded))} "
+                        "policy: it is their start (cosine: τ_max)"
+                    )
+        if set(self.temperature_policies) != {"constant"}:
+            for loss in self.losses:
+                if not temperature_is_scale(loss) and not takes_temperature_policy(loss):
+                    raise ValueError(
+                        f"loss {loss!r} takes a number as its temperature, not a policy: "
+                        "use --temperature-policy constant for it"
+                    )
 
     def runs(self) -> list[RunSpec]:
         """The grid: for each seed, each loss (at each temperature unless temperature-free)."""
@@ -294,11 +378,53 @@ class StudyConfig:
                     else tuple(self.temperatures)
                 )
                 hard = self.hard_negatives if takes_hard_negatives(loss) else None
+                # A τ that only rescales the loss has nothing for a policy to control.
+                policies = (
+                    ("constant",) if temperature_is_scale(loss) else self.temperature_policies
+                )
                 for tau in temperatures:
-                    runs.append(
-                        RunSpec(self.method, loss, float(tau), hard, int(seed), self.epochs)
-                    )
+                    for policy in policies:
+                        runs.append(
+                            RunSpec(
+                                self.method, loss, float(tau), hard, int(seed), self.epochs, policy
+                            )
+                        )
         return runs
+
+    def policy_settings(self) -> dict[str, Any]:
+        """The policies' parameters, for ``study.json`` (empty when every run is constant)."""
+        if set(self.temperature_policies) == {"constant"}:
+            return {}
+        return {
+            "policy_tau_min": self.policy_tau_min,
+            "policy_tau_max": self.policy_tau_max,
+            "cosine_period": self.cosine_period,
+            "adaptive_alpha": self.adaptive_alpha,
+            "individual_lr": self.individual_lr,
+            "individual_rho": self.individual_rho,
+        }
+
+
+def study_policy(config: StudyConfig, run: RunSpec, num_samples: int) -> Any:
+    """The ``temperature`` of a run's loss: its τ, or the policy that starts from it."""
+    tau = run.temperature
+    name = run.temperature_policy
+    if name == "constant" or temperature_is_scale(run.loss):
+        return tau
+    if name == "cosine":
+        return CosineTemperature(config.policy_tau_min, tau, config.cosine_period or run.epochs)
+    if name == "learnable":
+        return LearnableTemperature(tau, config.policy_tau_min, config.policy_tau_max)
+    if name == "adaptive":
+        return AdaptiveTemperature(base=tau, alpha=config.adaptive_alpha)
+    return IndividualTemperature(
+        num_samples,
+        init=tau,
+        tau_min=config.policy_tau_min,
+        tau_max=config.policy_tau_max,
+        lr=config.individual_lr,
+        rho=config.individual_rho,
+    )
 
 
 def paper_preset(config: StudyConfig, digits: bool = False) -> StudyConfig:

@@ -73,8 +73,10 @@ class StudyData:
     def train_loader(
         self, batch_size: int, seed: int, num_workers: int = 0, indexed: bool = False
     ) -> DataLoader:
-        """Shuffled training loader (fixed ``seed``), last incomplete batch dropped; with
-        ``indexed`` its batches carry the samples' indices (a memory bank indexed by sample)."""
+        """Shuffled training loader (fixed ``seed``), last incomplete batch dropped.
+
+        ``indexed``: batches also carry the samples' indices (``IndexedDataset``), for a loss
+        part indexed by sample (a memory bank indexed by sample, a per-sample temperature)."""
         generator = torch.Generator().manual_seed(seed)
         dataset = IndexedDataset(self.train_views) if indexed else self.train_views
         return DataLoader(

@@ -18,7 +18,13 @@ import torch
 from lightly_temperature.figures import save_similarity_grid
 from lightly_temperature.metrics import COLLAPSE_THRESHOLD
 from lightly_temperature.probe import few_shot_names
-from lightly_temperature.study.config import display_name, temperature_is_scale
+from lightly_temperature.study.config import (
+    TEMPERATURE_POLICIES,
+    RunSpec,
+    display_name,
+    parse_hard_negatives,
+    temperature_is_scale,
+)
 from lightly_temperature.study.evaluate import TOP_K
 from lightly_temperature.study.results import KEY_COLUMNS
 
@@ -41,8 +47,19 @@ PLOTS = {
     "tolerance": "tolerance_vs_temperature.png",
     "summary": "summary.png",
     "similarities": "similarity_distributions.png",
+    "policies": "temperature_policies.png",
 }
 SIMILARITY_DIR = "similarities"
+#: Per run with a temperature policy: the τ in force at the end of each epoch.
+TEMPERATURE_DIR = "temperatures"
+#: The metrics on which the policies are compared: (column, label, scale).
+POLICY_METRICS = (
+    ("knn_accuracy", "kNN acc. (%)", 100.0),
+    ("linear_accuracy", "linear acc. (%)", 100.0),
+    ("uniformity", "uniformity", 1.0),
+    ("tolerance", "tolerance", 1.0),
+    ("embedding_spread", "embedding spread", 1.0),
+)
 
 Row = dict[str, str]
 Aggregate = dict[tuple[str, float], dict[str, tuple[float, float, int]]]
@@ -445,6 +462,150 @@ def few_shot_findings(agg: Aggregate) -> list[str]:
     return lines
 
 
+def _table_rows(rows: Sequence[Row]) -> tuple[list[Row], str]:
+    """The rows of Table 1 and its plots: one temperature policy (constant when there is one),
+    so that a (loss, τ) cell never mixes policies."""
+    policies = [row.get("temperature_policy", "constant") for row in rows]
+    if not policies:
+        return [], "constant"
+    chosen = "constant" if "constant" in policies else policies[0]
+    return [row for row, p in zip(rows, policies) if p == chosen], chosen
+
+
+def _policy_order(policies: Iterable[str]) -> list[str]:
+    present = set(policies)
+    return [p for p in TEMPERATURE_POLICIES if p in present] + sorted(
+        present - set(TEMPERATURE_POLICIES)
+    )
+
+
+def format_policy_table(rows: Sequence[Row], loss_order: Sequence[str] = ()) -> str:
+    """Rows: loss, τ and policy (softmax-temperature losses only); columns: the metrics of
+    :data:`POLICY_METRICS`, mean over seeds (``± std`` with several)."""
+    groups: dict[tuple[str, float, str], list[Row]] = defaultdict(list)
+    for row in rows:
+        if temperature_is_scale(row["loss"]):
+            continue
+        groups[(row["loss"], float(row["temperature"]), row["temperature_policy"])].append(row)
+    losses = _ordered_losses([(loss, tau) for loss, tau, _ in groups], loss_order)
+    order = _policy_order(p for _, _, p in groups)
+    header = "| loss | τ (start) | policy | " + " | ".join(m[1] for m in POLICY_METRICS) + " |"
+    lines = [header, "|---|---|---|" + "---|" * len(POLICY_METRICS)]
+    for loss in losses:
+        for tau in sorted({t for name, t, _ in groups if name == loss}):
+            for policy in order:
+                group = groups.get((loss, tau, policy))
+                if not group:
+                    continue
+                cells = []
+                for column, _, scale in POLICY_METRICS:
+                    values = torch.tensor(
+                        [float(r[column]) if r[column] != "" else math.nan for r in group],
+                        dtype=torch.float64,
+                    )
+                    digits = 1 if scale == 100.0 else 3
+                    cell = f"{values.mean().item() * scale:.{digits}f}"
+                    if len(group) > 1:
+                        cell += f" ± {values.std().item() * scale:.{digits}f}"
+                    cells.append("n/a" if math.isnan(values.mean().item()) else cell)
+                lines.append(
+                    f"| {display_name(loss)} | {tau:g} | {policy} | " + " | ".join(cells) + " |"
+                )
+    return "\n".join(lines)
+
+
+def load_temperatures(file: Path) -> tuple[list[int], list[float], list[float], list[float]]:
+    """(steps, mean τ, min τ, max τ) of a run's ``temperatures/<run>.csv``."""
+    steps, means, lows, highs = [], [], [], []
+    for line in file.read_text().splitlines()[1:]:
+        step, mean, low, high = line.split(",")
+        steps.append(int(step))
+        means.append(float(mean))
+        lows.append(float(low))
+        highs.append(float(high))
+    return steps, means, lows, highs
+
+
+def plot_temperatures(runs: Sequence[tuple[str, Path]], path: Path, title: str) -> Path | None:
+    """τ over training, one line per run (``runs``: label and ``temperatures/<run>.csv``);
+    a band between the smallest and largest τ of a per-sample policy."""
+    present = [(label, file) for label, file in runs if file.exists()]
+    if not present:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for index, (label, file) in enumerate(present):
+        steps, means, lows, highs = load_temperatures(file)
+        color = f"C{index % 10}"
+        ax.plot(steps, means, marker=".", color=color, label=label)
+        if any(low != high for low, high in zip(lows, highs)):
+            ax.fill_between(steps, lows, highs, color=color, alpha=0.2)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("τ in force (mean; band: min–max)")
+    ax.set_title(f"τ over training per policy: {title}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def policy_section(
+    rows: Sequence[Row],
+    output_dir: Path,
+    title: str,
+    table_policy: str,
+    loss_order: Sequence[str] = (),
+) -> list[str]:
+    """The report's comparison of the temperature policies: table and τ-over-training plot."""
+    runs = []
+    first_seed = min((int(row["seed"]) for row in rows), default=0)
+    for row in rows:
+        policy = row["temperature_policy"]
+        if policy == "constant" or temperature_is_scale(row["loss"]):
+            continue
+        if int(row["seed"]) != first_seed:  # one line per loss, τ and policy
+            continue
+        name = _run_name(row)
+        label = f"{display_name(row['loss'])} τ={float(row['temperature']):g} {policy}"
+        runs.append((label, output_dir / TEMPERATURE_DIR / f"{name}.csv"))
+    plot = plot_temperatures(runs, output_dir / PLOTS["policies"], title)
+    lines = [
+        "## Temperature policies",
+        "",
+        "The same runs with the temperature under each policy: `constant` (the grid's τ), "
+        "`cosine` (from τ_max = τ down to τ_min and back, Kukleva et al. 2023), `learnable` "
+        "(τ trained with the model from τ, clamped), `adaptive` (MACL's τ = τ (1 + α (A − A0)), "
+        "A the batch's mean positive similarity) and `individual` (one τ per training sample "
+        "from τ, iSogCLR's update). The τ column is where each starts. Table 1 above shows the "
+        f"`{table_policy}` runs.",
+        "",
+        format_policy_table(rows, loss_order),
+        "",
+    ]
+    if plot is not None:
+        lines += [
+            f"τ in force at the end of each epoch (seed {first_seed}; the band of a "
+            "per-sample τ: its smallest and largest):",
+            "",
+            f"![τ over training per policy]({PLOTS['policies']})",
+            "",
+        ]
+    return lines
+
+
+def _run_name(row: Row) -> str:
+    return RunSpec(
+        row["method"],
+        row["loss"],
+        float(row["temperature"]),
+        parse_hard_negatives(row["hard_negatives"]),
+        int(row["seed"]),
+        int(row["epochs"]),
+        row["temperature_policy"],
+    ).name
+
+
 def write_report(
     rows: Sequence[Row],
     output_dir: str | Path,
@@ -461,6 +622,8 @@ def write_report(
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    all_rows = rows
+    rows, table_policy = _table_rows(rows)
     agg = aggregate(rows)
     losses = _ordered_losses(agg, loss_order)
     lines = [f"# Temperature study: {title}", ""]
@@ -487,6 +650,9 @@ def write_report(
         format_table(agg, losses),
         "",
     ]
+    policies = {row.get("temperature_policy", "constant") for row in all_rows}
+    if policies != {"constant"}:
+        lines += policy_section(all_rows, output_dir, title, table_policy, loss_order)
     summary = direction_summary(agg)
     if summary:
         lines += ["## Direction of effects", ""] + summary + [""]

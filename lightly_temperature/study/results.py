@@ -24,7 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lightly_temperature.probe import few_shot_names
-from lightly_temperature.study.config import DEFAULT_FEW_SHOT, METHODS, run_key
+from lightly_temperature.study.config import (
+    DEFAULT_FEW_SHOT,
+    METHODS,
+    TEMPERATURE_POLICIES,
+    run_key,
+)
 from lightly_temperature.study.files import write_atomically
 
 #: The columns of ``results.csv`` before the few-shot accuracies, in order.
@@ -35,6 +40,7 @@ _BASE_COLUMNS = (
     "hard_negatives",
     "seed",
     "epochs",
+    "temperature_policy",
     "knn_accuracy",
     "linear_accuracy",
     "uniformity",
@@ -59,9 +65,9 @@ def results_columns(few_shot: Sequence[int] = DEFAULT_FEW_SHOT) -> tuple[str, ..
 #: The columns of ``results.csv`` with the default few-shot label counts, in order.
 COLUMNS = results_columns()
 #: The columns identifying a run (its resume key), in :func:`run_key`'s order.
-KEY_COLUMNS = COLUMNS[:6]
+KEY_COLUMNS = COLUMNS[:7]
 #: The columns holding measurements (floats; empty when not measured), default label counts.
-METRIC_COLUMNS = COLUMNS[6:]
+METRIC_COLUMNS = COLUMNS[7:]
 #: Where malformed rows of ``results.csv`` are moved, next to it.
 REJECTED_FILE = "results.rejected.csv"
 
@@ -96,6 +102,11 @@ def _parse_row(fields: list[str], columns: tuple[str, ...] = COLUMNS) -> dict[st
     for name, minimum in (("seed", 0), ("epochs", 1)):
         if int(row[name]) < minimum:
             raise ValueError(f"{name} {row[name]!r} is not an int >= {minimum}")
+    if row["temperature_policy"] not in TEMPERATURE_POLICIES:
+        raise ValueError(
+            f"temperature_policy {row['temperature_policy']!r} is not one of "
+            f"{', '.join(TEMPERATURE_POLICIES)}"
+        )
     row_key(row)  # hard_negatives, and the key as a whole
     for column in columns[len(KEY_COLUMNS) :]:
         if row[column] != "":
@@ -173,7 +184,8 @@ class ResultsFile:
         ]
 
     def finished_keys(self) -> set[tuple[str, ...]]:
-        """Resume keys (method, loss, temperature, hard_negatives, seed, epochs) already done."""
+        """Resume keys (method, loss, temperature, hard_negatives, seed, epochs, temperature
+        policy) already done."""
         return {row_key(r) for r in self.rows()}
 
     def append(self, row: dict[str, object]) -> None:

@@ -27,6 +27,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.trainer.states import TrainerStatus
 from pytorch_lightning.utilities import rank_zero_only
 
+from lightly_temperature.callbacks import HardnessMonitor
 from lightly_temperature.callbacks._outputs import log_image, log_to_loggers
 from lightly_temperature.figures import SimilarityFigure, write_png
 from lightly_temperature.models import NPID, MoCo, SimCLR
@@ -39,15 +40,18 @@ from lightly_temperature.study.config import (
     display_name,
     format_hard_negatives,
     parse_hard_negatives,
+    study_policy,
     takes_hard_negatives,
     temperature_is_scale,
 )
 from lightly_temperature.study.data import StudyData, check_few_shot_data, load_study_data
 from lightly_temperature.study.evaluate import TOP_K, evaluate_run
+from lightly_temperature.study.files import write_atomically
 from lightly_temperature.study.models import build_backbone
-from lightly_temperature.study.report import SIMILARITY_DIR, write_report
+from lightly_temperature.study.report import SIMILARITY_DIR, TEMPERATURE_DIR, write_report
 from lightly_temperature.study.results import ResultsFile, row_key
 from lightly_temperature.study.settings import check_output_settings, study_settings
+from lightly_temperature.temperature import temperature_in_force
 
 Printer = Callable[[str], None]
 
@@ -80,7 +84,9 @@ def check_losses(losses, method: str = "simclr") -> None:
 def build_module(config: StudyConfig, run: RunSpec, data: StudyData) -> pl.LightningModule:
     """The package's SimCLR, MoCo or NPID LightningModule of one run."""
     backbone, feature_dim = build_backbone(config.backbone, data.in_channels)
-    loss_kwargs: dict[str, Any] = {"temperature": run.temperature}
+    # The run's τ, or the temperature policy that starts from it.
+    temperature = study_policy(config, run, len(data.train_views))  # type: ignore[arg-type]
+    loss_kwargs: dict[str, Any] = {"temperature": temperature}
     if takes_hard_negatives(run.loss):  # None there means all negatives, not the default
         loss_kwargs["hard_negatives"] = run.hard_negatives
     kwargs: dict[str, Any] = dict(
@@ -171,6 +177,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*number of training batches.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # A temperature policy is a module of the loss: saved with it, not as a hyperparameter.
+    warnings.filterwarnings("ignore", message=".*'temperature' is an instance of `nn.Module`.*")
     # A run trained again (its row was set aside) replaces its own old log.
     warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
 
@@ -187,11 +195,30 @@ def _settings(config: StudyConfig, data: StudyData) -> list[str]:
         f"hard losses: hard_negatives = {k} (K, or the fraction α of the negatives)",
         f"few-shot accuracy: {', '.join(str(k) for k in config.few_shot) or 'none'} labelled "
         f"train images per class, {config.few_shot_draws} label draws",
+        f"temperature policies: {', '.join(config.temperature_policies)}"
+        + _policy_parameters(config),
     ]
     if config.method == "moco":
         entries = bank_entries(config.memory_bank_size, len(data.train_views))  # type: ignore[arg-type]
         lines.append(f"memory bank: {entries} keys (at most one per training image)")
     return lines + [f"seeds: {', '.join(str(s) for s in config.seeds)}"]
+
+
+def _policy_parameters(config: StudyConfig) -> str:
+    used = set(config.temperature_policies)
+    parts = []
+    if "cosine" in used:
+        period = config.cosine_period or config.epochs
+        parts.append(f"cosine τ_min {config.policy_tau_min:g} → τ_max = τ, period {period} epochs")
+    if used & {"learnable", "individual"}:
+        parts.append(
+            f"learnable / individual τ in [{config.policy_tau_min:g}, {config.policy_tau_max:g}]"
+        )
+    if "adaptive" in used:
+        parts.append(f"adaptive α {config.adaptive_alpha:g}, A0 0")
+    if "individual" in used:
+        parts.append(f"individual lr {config.individual_lr:g}, ρ {config.individual_rho:g}")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def run_study(config: StudyConfig, data: StudyData | None = None, printer: Printer = print) -> Path:
@@ -275,18 +302,26 @@ def _run_grid(
         printer(f"{prefix}: training")
         pl.seed_everything(run.seed, workers=True, verbose=False)
         module = build_module(config, run, data)
-        trainer = build_trainer(config, run, output)
         loader = data.train_loader(
             config.batch_size,
             seed=run.seed,
             num_workers=config.num_workers,
-            indexed=config.method == "npid",
+            indexed=config.method == "npid" or run.temperature_policy == "individual",
         )
+        # A policy's τ over training, read by the library's monitor once per epoch.
+        monitor = (
+            HardnessMonitor(log_every_n_steps=len(loader))
+            if run.temperature_policy != "constant"
+            else None
+        )
+        trainer = build_trainer(config, run, output, [monitor] if monitor else None)
         began = time.perf_counter()
         _fit(trainer, module, loader)
         train_seconds = time.perf_counter() - began
         if not trainer.is_global_zero:
             continue
+        if monitor is not None:
+            _save_temperatures(output, run, monitor.history)
         evaluation = evaluate_run(
             module,
             data,
@@ -295,7 +330,7 @@ def _run_grid(
             knn_t=config.knn_t,
             seed=run.seed,
             forward_context=trainer.precision_plugin.forward_context,
-            temperature=None if temperature_is_scale(run.loss) else run.temperature,
+            temperature=None if temperature_is_scale(run.loss) else _final_temperature(module),
             hard_negatives=run.hard_negatives,
             few_shot=config.few_shot,
             few_shot_draws=config.few_shot_draws,
@@ -314,6 +349,7 @@ def _run_grid(
             "hard_negatives": format_hard_negatives(run.hard_negatives),
             "seed": run.seed,
             "epochs": run.epochs,
+            "temperature_policy": run.temperature_policy,
             **evaluation.metrics,
             "train_seconds": round(train_seconds, 2),
         }
@@ -377,6 +413,7 @@ def _report(
             parse_hard_negatives(row["hard_negatives"]),
             int(row["seed"]),
             int(row["epochs"]),
+            row["temperature_policy"],
         )
         for row in extra.values()
     ]
@@ -394,6 +431,25 @@ def _report(
         for run in runs + extra_runs
     ]
     return write_report(shown, output, title, lines, list(config.losses), run_files, warn=printer)
+
+
+def _final_temperature(module: pl.LightningModule) -> float:
+    """The τ in force at the end of training (the mean of a per-sample τ): the τ at which the
+    evaluation computes the loss's penalties."""
+    value = torch.as_tensor(temperature_in_force(module.criterion.temperature))
+    return float(value.detach().float().mean())
+
+
+def _save_temperatures(output: Path, run: RunSpec, history: list[dict[str, Any]]) -> None:
+    """``temperatures/<run>.csv``: the τ in force at the end of each epoch (mean, min, max)."""
+    folder = output / TEMPERATURE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["step,temperature,temperature_min,temperature_max"]
+    for row in history:
+        tau = row["temperature"]
+        low, high = row.get("temperature_min", tau), row.get("temperature_max", tau)
+        lines.append(f"{row['step']},{tau:.6g},{low:.6g},{high:.6g}")
+    write_atomically(folder / f"{run.name}.csv", "\n".join(lines) + "\n")
 
 
 def _save_similarities(

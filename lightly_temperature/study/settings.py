@@ -61,6 +61,7 @@ def study_settings(config: StudyConfig, data: StudyData) -> dict[str, Any]:
         "knn_t": config.knn_t,
         "few_shot": list(config.few_shot),
         "few_shot_draws": config.few_shot_draws,
+        **config.policy_settings(),  # only when a policy other than constant is in the grid
     }
 
 
