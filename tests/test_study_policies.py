@@ -18,6 +18,7 @@ def test_policy_axis_of_the_grid():
         losses=("ntxent", "simple"),
         temperatures=(0.1, 0.5),
         temperature_policies=("constant", "cosine", "adaptive"),
+        seeds=(0,),
     )
     runs = config.runs()
     # A τ that only rescales the loss (Simple) runs once, at a constant τ.
@@ -58,6 +59,7 @@ def test_a_short_study_compares_the_policies(tmp_path):
         losses=("hard_contrastive",),
         temperatures=(0.3,),
         temperature_policies=("constant", "cosine", "learnable", "adaptive", "individual"),
+        seeds=(0,),
         epochs=3,
         progress_bar=False,
     )
