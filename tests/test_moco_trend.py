@@ -58,3 +58,28 @@ def test_study_bank_holds_at_most_one_key_per_training_image():
         config = StudyConfig(method="moco", losses=("hard_contrastive",), memory_bank_size=asked)
         module = build_module(config, config.runs()[0], data)
         assert tuple(module.criterion.memory_bank.size) == (entries, config.output_dim)
+
+
+def test_moco_warns_when_its_bank_holds_more_keys_than_the_training_set(recwarn):
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, Subset
+
+    from lightly_temperature import MoCo
+    from lightly_temperature.data import digits_dataset
+    from lightly_temperature.models.backbones import SmallCNN
+
+    loader = DataLoader(Subset(digits_dataset(), range(64)), batch_size=16)
+
+    def fit(entries: int) -> list[str]:
+        model = MoCo(backbone=SmallCNN(), hidden_dim=32, output_dim=16, memory_bank_size=entries)
+        trainer = pl.Trainer(
+            max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False
+        )
+        recwarn.clear()
+        trainer.fit(model, loader)
+        return [str(w.message) for w in recwarn if "memory bank holds" in str(w.message)]
+
+    (message,) = fit(256)
+    assert "holds 256 keys but the training set has 64 samples" in message
+    assert "memory_bank_size <= 64" in message
+    assert fit(64) == []

@@ -11,6 +11,7 @@ import torch
 from lightly.models.modules import MoCoProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lightly_temperature._validation import check_unit_interval
@@ -107,6 +108,9 @@ class MoCo(ContrastiveModule):
         key = self.backbone_momentum(x).flatten(start_dim=1)
         return self.projection_head_momentum(key).detach()
 
+    def on_train_start(self) -> None:
+        warn_if_bank_exceeds_data(self.criterion, self.trainer)
+
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
         momentum = cosine_schedule(self.current_epoch, self.max_epochs, self.momentum_start, 1.0)
         update_momentum(self.backbone, self.backbone_momentum, m=momentum)
@@ -117,6 +121,30 @@ class MoCo(ContrastiveModule):
         loss = call_loss(self.criterion, query, key, batch)
         self.log("train_loss", loss, prog_bar=True, batch_size=x_query.shape[0])
         return {"loss": loss, "embeddings": (query.detach(), key)}
+
+
+def warn_if_bank_exceeds_data(criterion: nn.Module, trainer: Any) -> str | None:
+    """Warns (once, on rank zero) when the memory bank holds more keys than the training set
+    has samples: every image then has several keys in the bank, and those of the anchor's own
+    image (its earlier augmentations) are among its negatives. Returns the warning, if any."""
+    bank = getattr(criterion, "memory_bank", None)
+    entries = int(bank.size[0]) if bank is not None and len(bank.size) > 0 else 0
+    loader = getattr(trainer, "train_dataloader", None) if trainer is not None else None
+    dataset = getattr(loader, "dataset", None)
+    try:
+        samples = len(dataset) * trainer.world_size if dataset is not None else None
+    except TypeError:  # an iterable data set without a length
+        samples = None
+    if entries == 0 or samples is None or entries <= samples:
+        return None
+    message = (
+        f"the MoCo memory bank holds {entries} keys but the training set has {samples} "
+        f"samples: each image has about {entries / samples:.1f} keys in the bank, and those of "
+        "the anchor's own image are among its negatives. Use memory_bank_size <= "
+        f"{samples}."
+    )
+    rank_zero_warn(message)
+    return message
 
 
 def _bank_size(memory_bank_size: int | Sequence[int], output_dim: int) -> tuple:
