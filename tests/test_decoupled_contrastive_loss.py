@@ -279,3 +279,41 @@ def test_gathered_on_two_processes_equals_lightly(tmp_path, free_port):
     torch.testing.assert_close(torch.stack([r[None][0][0] for r in ranks]).mean(), single[0])
     grad0 = torch.cat([r[None][0][1] for r in ranks]) / world_size
     torch.testing.assert_close(grad0, single[1])
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def _train_on_digits(loss_fn, steps: int = 8, batch_size: int = 64):
+    """Losses of a small SimCLR (SmallCNN and Lightly's projection head) trained with SGD on
+    the digits, views: the image and its mirror image; and the trained parameters."""
+    from lightly.models.modules import SimCLRProjectionHead
+
+    from lightly_temperature.data import load_digits_tensors
+    from lightly_temperature.models.backbones import SmallCNN
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        SmallCNN(in_channels=1, width=8), torch.nn.Flatten(), SimCLRProjectionHead(32, 32, 16)
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    images, _ = load_digits_tensors()
+    losses = []
+    for step in range(steps):
+        x = images[step * batch_size : (step + 1) * batch_size]
+        loss = loss_fn(model(x), model(x.flip(-1)))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses, torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("sigma", [None, 0.5])
+def test_trains_as_lightlys_loss_with_a_constant_policy(sigma):
+    """Eight SGD steps on the digits: the same losses and weights as Lightly's loss."""
+    ours, our_weights = _train_on_digits(DecoupledContrastiveLoss(ConstantTemperature(0.2), sigma))
+    theirs, their_weights = _train_on_digits(lightly_loss(0.2, sigma))
+    assert ours == pytest.approx(theirs, rel=1e-4, abs=1e-5)
+    assert ours[-1] < ours[0]  # it trained
+    torch.testing.assert_close(our_weights, their_weights, rtol=1e-4, atol=1e-5)
