@@ -5,7 +5,8 @@ Built-in names: ``"ntxent"`` (Lightly's own :class:`lightly.loss.NTXentLoss`, re
 sample), ``"hard_contrastive"``, ``"simple"``, ``"hard_simple"``, ``"hcl"`` (:class:`HCLLoss`),
 ``"debiased"`` (:class:`DebiasedContrastiveLoss`), and Lightly's own ``"dcl"``, ``"dclw"`` and
 ``"macl"`` (:class:`lightly.loss.DCLLoss`, ``DCLWLoss``, ``MACLLoss``: in-batch negatives only,
-no memory bank; MACL does not gather across processes). Names are matched case-insensitively
+no memory bank; MACL does not gather across processes; with a temperature policy ``"dcl"``
+and ``"dclw"`` build :class:`DecoupledContrastiveLoss`). Names are matched case-insensitively
 and ``-`` counts as ``_`` (``"hard-contrastive"`` works on a command line).
 
 Other packages add losses in two ways:
@@ -26,9 +27,12 @@ Example:
     >>> criterion = build_loss("ntxent", memory_bank_size=(4096, 128))  # Lightly's class
 
 Every name takes ``temperature=`` as a number; the package's losses also take a policy of
-:mod:`lightly_temperature.temperature`, and so does ``"ntxent"`` (then built as the equal
-``HardContrastiveLoss(hard_negatives=None)``); Lightly's ``"dcl"``, ``"dclw"`` and ``"macl"``
-take a number only.
+:mod:`lightly_temperature.temperature`, and so do ``"ntxent"`` (then built as the equal
+``HardContrastiveLoss(hard_negatives=None)``), ``"dcl"`` and ``"dclw"`` (then built as the
+equal :class:`DecoupledContrastiveLoss`, ``"dclw"`` with ``weight_sigma=sigma``). With a
+number these names build Lightly's own classes. ``"macl"`` takes a number only: MACL's τ is
+already adaptive, and ``AdaptiveTemperature`` with ``"ntxent"`` or ``"hard_contrastive"`` is
+its rule as a policy.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from torch import nn
 from lightly_temperature.losses import (
     ContrastiveLoss,
     DebiasedContrastiveLoss,
+    DecoupledContrastiveLoss,
     HardContrastiveLoss,
     HardSimpleLoss,
     HCLLoss,
@@ -91,6 +96,29 @@ def _ntxent_with_policy(
     """``"ntxent"`` with a temperature policy: the same loss as Lightly's ``NTXentLoss``
     (tested equal), computed by this package, which takes the policy."""
     return HardContrastiveLoss(temperature, memory_bank_size, gather_distributed, None)
+
+
+def _dcl_with_policy(temperature: TemperaturePolicy, gather_distributed: bool = False) -> nn.Module:
+    """``"dcl"`` with a temperature policy: the same loss as Lightly's ``DCLLoss`` (tested
+    equal), computed by this package, which takes the policy."""
+    return DecoupledContrastiveLoss(temperature, None, gather_distributed)
+
+
+def _dclw_with_policy(
+    temperature: TemperaturePolicy, sigma: float = 0.5, gather_distributed: bool = False
+) -> nn.Module:
+    """``"dclw"`` with a temperature policy: the same loss as Lightly's ``DCLWLoss`` (tested
+    equal, ``sigma`` its weights' σ), computed by this package, which takes the policy."""
+    return DecoupledContrastiveLoss(temperature, sigma, gather_distributed)
+
+
+#: Lightly's classes that a loss of this package equals: that class, and its builder with
+#: Lightly's arguments, used instead when ``temperature=`` is a policy.
+_WITH_POLICY: dict[type, tuple[type[PairwiseLoss], LossFactory]] = {
+    NTXentLoss: (HardContrastiveLoss, _ntxent_with_policy),
+    DCLLoss: (DecoupledContrastiveLoss, _dcl_with_policy),
+    DCLWLoss: (DecoupledContrastiveLoss, _dclw_with_policy),
+}
 
 
 def _normalize(name: str) -> str:
@@ -261,14 +289,24 @@ gather_distributed=True, sample_indices=True, sample_memory_bank=True)
     )
 
 
-def takes_temperature_policy(name: str) -> bool:
+def takes_temperature_policy(name: str, per_sample: bool = False) -> bool:
     """Whether the loss named ``name`` takes a policy of :mod:`lightly_temperature.temperature`
-    as ``temperature=``: the package's losses and ``"ntxent"``, not Lightly's DCL, DCLW and
-    MACL, nor a plugin that is not a ``PairwiseLoss``."""
+    as ``temperature=``: the package's losses, ``"ntxent"``, ``"dcl"`` and ``"dclw"`` (built
+    as the package's equal losses), not ``"macl"`` (its τ is already adaptive), nor a plugin
+    that is not a ``PairwiseLoss``.
+
+    ``per_sample=True``: whether it takes a per-sample policy (``IndividualTemperature``),
+    which needs a softmax temperature and the batch's sample indices (not DCL's losses).
+    """
     factory = get_loss_class(name)
-    if factory is NTXentLoss:
-        return True
-    return isinstance(factory, type) and issubclass(factory, PairwiseLoss)
+    if factory in _WITH_POLICY:
+        factory = _WITH_POLICY[factory][0]
+    if not (isinstance(factory, type) and issubclass(factory, PairwiseLoss)):
+        return False
+    if per_sample:
+        capabilities = factory.capabilities
+        return capabilities.softmax_temperature and capabilities.sample_indices
+    return True
 
 
 def _forward_takes_indices(factory: Any) -> bool:
@@ -294,14 +332,16 @@ def build_loss(name: str, **kwargs: Any) -> nn.Module:
     factory = get_loss_class(name)
     policy = kwargs.get("temperature")
     if isinstance(policy, TemperaturePolicy) and factory in _LIGHTLY_CAPABILITIES:
-        if factory is not NTXentLoss:
+        if factory is MACLLoss:
             raise ValueError(
-                f"temperature={type(policy).__name__}: Lightly's "
-                f"{factory.__name__} ({name!r}) takes a number; a temperature policy needs a "
-                f"loss of this package"
+                f"temperature={type(policy).__name__}: Lightly's MACLLoss ({name!r}) takes a "
+                "number, the base τ0 of its own adaptive temperature; for MACL's rule as a "
+                "policy use temperature=AdaptiveTemperature(...) with 'ntxent' or "
+                "'hard_contrastive'"
             )
-        # NTXentLoss is HardContrastiveLoss with every negative, which takes a policy.
-        factory = _ntxent_with_policy
+        # Lightly's NTXentLoss, DCLLoss and DCLWLoss are losses of this package, which take
+        # a policy.
+        factory = _WITH_POLICY[factory][1]
     accepted = loss_parameters(factory)
     if accepted is not None:
         unknown = sorted(set(kwargs) - set(accepted))

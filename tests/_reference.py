@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -74,4 +76,25 @@ def authors_hcl(
         floor = n * torch.exp(-1 / torch.as_tensor(temperature, dtype=torch.float64))
         ng = torch.clamp(ng, min=floor)
         losses.append(-torch.log(pos / (pos + ng)))
+    return torch.stack(losses).mean()
+
+
+def naive_decoupled(
+    out0: Tensor, out1: Tensor, temperature: float | Tensor, sigma: float | None = None
+) -> Tensor:
+    """Yeh et al.'s decoupled contrastive loss in float64, one anchor at a time: ``-w p/τ +
+    log Σ_negatives e^{n/τ}``, the mean over both views' anchors; ``sigma``: DCLW's weights
+    ``w_i = 2 - N e^{p_i/σ} / Σ_j e^{p_j/σ}`` over the N samples (no gradient), else 1."""
+    positives, negatives = naive_simclr_pairs(out0, out1)
+    n = out0.shape[0]
+    weights = [1.0] * (2 * n)
+    if sigma is not None:
+        scaled = [float(p.detach()) / sigma for p in positives[:n]]
+        top = max(scaled)
+        exps = [math.exp(s - top) for s in scaled]
+        weights = [2 - n * e / sum(exps) for e in exps] * 2
+    losses = [
+        -w * pos / temperature + torch.logsumexp(neg / temperature, 0)
+        for w, pos, neg in zip(weights, positives, negatives)
+    ]
     return torch.stack(losses).mean()

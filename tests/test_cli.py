@@ -297,8 +297,12 @@ def test_image_folder_data(tmp_path, capsys):
             "policy_tau_min must be < policy_tau_max, got 0.5 >= 0.5",
         ),
         (
-            ["study", "--temperature-policy", "adaptive", "--losses", "dcl"],
-            "loss 'dcl' takes a number as its temperature, not a policy",
+            ["study", "--temperature-policy", "adaptive", "--losses", "macl"],
+            "loss 'macl' takes a number as its temperature, not a policy",
+        ),
+        (
+            ["study", "--temperature-policy", "individual", "--losses", "dcl"],
+            "loss 'dcl' takes no per-sample temperature: drop 'individual' from",
         ),
         (["study", "--adaptive-alpha", "1"], "adaptive_alpha must be in [0, 1), got 1.0"),
         (["study", "--cosine-period", "0"], "cosine_period must be None or an int >= 1, got 0"),

@@ -24,7 +24,12 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from lightly_temperature._validation import check_bool, check_non_negative, check_temperature
+from lightly_temperature._validation import (
+    check_bool,
+    check_non_negative,
+    check_positive,
+    check_temperature,
+)
 from lightly_temperature.kernels import (
     LOGSUMEXP,
     SUM,
@@ -233,3 +238,48 @@ class ImportanceWeightedReduction(Reduction):
 
     def __repr__(self) -> str:
         return f"ImportanceWeightedReduction(beta={self.beta!r}, tau_plus={self.tau_plus!r})"
+
+
+class DecoupledReduction(Reduction):
+    """The decoupled contrastive loss (Yeh et al., ECCV 2022): the positive is not in the
+    denominator.
+
+    ``L_i = -w_i p_i/τ + log Σ_k e^{n_k/τ}`` over the selected negatives. Without
+    ``weight_sigma``, ``w_i = 1`` (DCL); with it, ``w_i = 2 - N softmax(p/σ)_i`` over the N
+    samples of the call (DCLW, Lightly's ``negative_mises_fisher_weights``): detached, the same
+    for both views of a sample, computed from this rank's samples only under
+    ``gather_distributed`` (as Lightly's ``DCLWLoss``). Needs the in-batch layout (both views
+    as anchors): the weights are over the batch's samples.
+
+    Args:
+        weight_sigma: σ > 0 of the weights, ``None`` for no weighting (DCL).
+    """
+
+    def __init__(self, weight_sigma: float | None = None) -> None:
+        if weight_sigma is not None:
+            weight_sigma = check_positive(weight_sigma, "weight_sigma")
+        self.weight_sigma = weight_sigma
+
+    def __call__(self, layout: PairLayout, k: int | None, temperature: float | Tensor) -> Tensor:
+        if layout.self_col is None or layout.pos_col is None:
+            raise ValueError(
+                f"{self!r} needs in-batch negatives (both views as anchors); a memory bank "
+                "layout has no such batch"
+            )
+        positive = layout.positive_logits(temperature)
+        excluded = layout.excluded(positive_too=True)  # the positive is decoupled
+        lse = reduce_rows(layout, excluded, k, LOGSUMEXP, temperature)
+        if self.weight_sigma is not None:
+            positive = positive * self.positive_weights(layout)
+        return lse - positive
+
+    def positive_weights(self, layout: PairLayout) -> Tensor:
+        """``(A,)`` weights ``2 - N softmax(p/σ)`` of the anchors' positive terms (detached)."""
+        # The anchors are both views of this rank's N samples: each positive appears twice.
+        num_samples = layout.anchors.shape[0] // 2
+        similarity = layout.positive[:num_samples].detach() / self.weight_sigma
+        weights = 2 - num_samples * torch.softmax(similarity, dim=0)
+        return weights.repeat(2)
+
+    def __repr__(self) -> str:
+        return f"DecoupledReduction(weight_sigma={self.weight_sigma!r})"

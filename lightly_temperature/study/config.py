@@ -366,6 +366,13 @@ class StudyConfig:
                         f"loss {loss!r} takes a number as its temperature, not a policy: "
                         "use --temperature-policy constant for it"
                     )
+        if "individual" in self.temperature_policies:
+            for loss in self.losses:
+                if not temperature_is_scale(loss) and not takes_temperature_policy(loss, True):
+                    raise ValueError(
+                        f"loss {loss!r} takes no per-sample temperature: drop 'individual' "
+                        "from --temperature-policy for it"
+                    )
 
     def runs(self) -> list[RunSpec]:
         """The grid: for each seed, each loss (at each temperature unless temperature-free)."""
