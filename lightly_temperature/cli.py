@@ -1,7 +1,7 @@
 """The ``lightly-temperature`` command: ``study``, ``explain`` and ``ssl-train``.
 
 Examples:
-    $ lightly-temperature study                      # embedded digits, ~8 minutes on a CPU
+    $ lightly-temperature study                      # embedded digits, ~10 minutes on a CPU
     $ lightly-temperature ssl-train input_dir=images/ pre_trained=False criterion.loss=hcl
     $ lightly-temperature study --dataset cifar10 --data-dir ~/data --preset paper --accelerator gpu
     $ lightly-temperature explain --similarities 0.5 0.25 -0.45 -0.1 --temperatures 1 0.5 0.05 0.01

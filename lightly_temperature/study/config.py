@@ -43,7 +43,7 @@ NPID_DEFAULT_LOSSES = ("contrastive", "simple", "hard_contrastive", "hard_simple
 #: The temperatures of the paper's Table 1.
 PAPER_TEMPERATURES = (0.07, 0.3, 0.7, 1.0)
 #: The paper's Table 1 temperatures and τ = 0.2 (near the plain loss's best few-shot accuracy),
-#: each trained with three seeds: 36 runs, about 8 minutes on 2 CPU cores (a 10-minute budget:
+#: each trained with three seeds: 36 runs, about 10 minutes on 2 CPU cores (a 10-minute budget:
 #: a sixth τ does not fit), and the seed spread tells the effects from the noise.
 DEFAULT_TEMPERATURES = (0.07, 0.2, 0.3, 0.7, 1.0)
 DEFAULT_SEEDS = (0, 1, 2)
@@ -239,7 +239,7 @@ class StudyConfig:
     ``optimizer``: ``"sgd"`` uses the SimCLR/MoCo modules' own SGD (momentum 0.9, cosine decay)
     with ``lr`` and ``weight_decay``; ``"adamw"`` replaces it by AdamW (cosine decay).
 
-    The defaults are the embedded digits study (about 8 minutes on 2 CPU cores); see
+    The defaults are the embedded digits study (about 10 minutes on 2 CPU cores); see
     :func:`paper_preset` for the paper's settings.
     """
 
