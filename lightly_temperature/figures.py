@@ -205,6 +205,7 @@ def save_similarity_grid(
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     if not panels:
         raise ValueError("panels must hold at least one (title, positive, negatives), got none")
@@ -223,6 +224,7 @@ def save_similarity_grid(
         title_artist.set_fontsize(12)
         ax.xaxis.label.set_fontsize(11)
         ax.yaxis.label.set_fontsize(11)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # tick labels that do not touch
         if index % columns:
             ax.set_ylabel("")  # one y label per row, on its first panel
     figure.legend(
