@@ -83,6 +83,9 @@ def test_a_short_study_compares_the_policies(tmp_path):
     assert all(config.policy_tau_min <= low for low in lows)
     report = (tmp_path / "report.md").read_text()
     assert "## Temperature policies" in report
+    # The policies compared on accuracy with few labels too (the study's default 1 and 10).
+    header = next(line for line in report.splitlines() if line.startswith("| loss | τ (start) |"))
+    assert "| 1-shot acc. (%) | 10-shot acc. (%) |" in header
     for policy in config.temperature_policies:
         assert f"| HardContrastive | 0.3 | {policy} |" in report
     assert (tmp_path / "temperature_policies.png").exists()

@@ -481,7 +481,8 @@ def _policy_order(policies: Iterable[str]) -> list[str]:
 
 def format_policy_table(rows: Sequence[Row], loss_order: Sequence[str] = ()) -> str:
     """Rows: loss, τ and policy (softmax-temperature losses only); columns: the metrics of
-    :data:`POLICY_METRICS`, mean over seeds (``± std`` with several)."""
+    :data:`POLICY_METRICS` and the few-shot accuracies the rows hold, mean over seeds
+    (``± std`` with several)."""
     groups: dict[tuple[str, float, str], list[Row]] = defaultdict(list)
     for row in rows:
         if temperature_is_scale(row["loss"]):
@@ -489,8 +490,14 @@ def format_policy_table(rows: Sequence[Row], loss_order: Sequence[str] = ()) -> 
         groups[(row["loss"], float(row["temperature"]), row["temperature_policy"])].append(row)
     losses = _ordered_losses([(loss, tau) for loss, tau, _ in groups], loss_order)
     order = _policy_order(p for _, _, p in groups)
-    header = "| loss | τ (start) | policy | " + " | ".join(m[1] for m in POLICY_METRICS) + " |"
-    lines = [header, "|---|---|---|" + "---|" * len(POLICY_METRICS)]
+    # The few-shot accuracies the rows hold, after kNN and linear accuracy (as in Table 1).
+    few_shot = [
+        (few_shot_names(k)[0], f"{k}-shot acc. (%)", 100.0)
+        for k in few_shot_counts(rows[0].keys() if rows else ())
+    ]
+    metrics = [*POLICY_METRICS[:2], *few_shot, *POLICY_METRICS[2:]]
+    header = "| loss | τ (start) | policy | " + " | ".join(m[1] for m in metrics) + " |"
+    lines = [header, "|---|---|---|" + "---|" * len(metrics)]
     for loss in losses:
         for tau in sorted({t for name, t, _ in groups if name == loss}):
             for policy in order:
@@ -498,7 +505,7 @@ def format_policy_table(rows: Sequence[Row], loss_order: Sequence[str] = ()) -> 
                 if not group:
                     continue
                 cells = []
-                for column, _, scale in POLICY_METRICS:
+                for column, _, scale in metrics:
                     values = torch.tensor(
                         [float(r[column]) if r[column] != "" else math.nan for r in group],
                         dtype=torch.float64,
