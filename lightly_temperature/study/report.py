@@ -540,7 +540,7 @@ def plot_temperatures(runs: Sequence[tuple[str, Path]], path: Path, title: str) 
     if not present:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9.5, 4))
     for index, (label, file) in enumerate(present):
         steps, means, lows, highs = load_temperatures(file)
         color = f"C{index % 10}"
@@ -550,7 +550,7 @@ def plot_temperatures(runs: Sequence[tuple[str, Path]], path: Path, title: str) 
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("τ in force (mean; band: min–max)")
     ax.set_title(f"τ over training per policy: {title}")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # clear of the lines
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
