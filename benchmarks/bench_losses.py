@@ -59,6 +59,14 @@ DEBIASED = "Debiased(tau+=0.1)"
 CONSTANT_POLICY = "HardContrastive(None, ConstantTemperature)"
 PER_SAMPLE = "HardContrastive(None, IndividualTemperature)"
 
+# The settings: SimCLR batches with the top 8 % of the negatives; MoCo (batch, bank, K).
+DIM = 128
+SIMCLR_BATCHES = [256, 512, 1024]
+SIMCLR_K = 0.08
+MOCO = (256, 65536, 4095)
+QUICK_SIMCLR_BATCHES = [32]
+QUICK_MOCO = (32, 1024, 63)
+
 # Targets (time ratios to NTXentLoss; from batch LARGE_BATCH on, the tighter ones).
 SIMCLR_PLAIN_TARGET = 0.70
 SIMCLR_HARD_TARGET = 0.70
@@ -77,29 +85,38 @@ CONSTANT_POLICY_TARGET = 1.02
 PER_SAMPLE_TARGET = 1.10
 
 
-def make_losses(bank: int, dim: int, k: object) -> dict[str, torch.nn.Module]:
+def loss_factories(bank: int, dim: int, k: object) -> dict[str, Callable[[], torch.nn.Module]]:
+    """Each candidate loss by name, built on call (``bench_memory.py`` builds one per process)."""
     size = (bank, dim) if bank else 0
     return {
-        REFERENCE: NTXentLoss(temperature=0.5, memory_bank_size=size),
-        PLAIN: HardContrastiveLoss(temperature=0.5, memory_bank_size=size, hard_negatives=None),
-        HARD: HardContrastiveLoss(temperature=0.5, memory_bank_size=size, hard_negatives=k),
-        "HardSimple(K)": HardSimpleLoss(memory_bank_size=size, hard_negatives=k),
-        "Simple": SimpleLoss(memory_bank_size=size),
-        HCL: HCLLoss(temperature=0.5, beta=1.0, tau_plus=0.1, memory_bank_size=size),
-        DEBIASED: DebiasedContrastiveLoss(temperature=0.5, tau_plus=0.1, memory_bank_size=size),
-        "HCL(K)": HCLLoss(
+        REFERENCE: lambda: NTXentLoss(temperature=0.5, memory_bank_size=size),
+        PLAIN: lambda: HardContrastiveLoss(
+            temperature=0.5, memory_bank_size=size, hard_negatives=None
+        ),
+        HARD: lambda: HardContrastiveLoss(temperature=0.5, memory_bank_size=size, hard_negatives=k),
+        "HardSimple(K)": lambda: HardSimpleLoss(memory_bank_size=size, hard_negatives=k),
+        "Simple": lambda: SimpleLoss(memory_bank_size=size),
+        HCL: lambda: HCLLoss(temperature=0.5, beta=1.0, tau_plus=0.1, memory_bank_size=size),
+        DEBIASED: lambda: DebiasedContrastiveLoss(
+            temperature=0.5, tau_plus=0.1, memory_bank_size=size
+        ),
+        "HCL(K)": lambda: HCLLoss(
             temperature=0.5, beta=1.0, tau_plus=0.1, memory_bank_size=size, hard_negatives=k
         ),
-        CONSTANT_POLICY: HardContrastiveLoss(
+        CONSTANT_POLICY: lambda: HardContrastiveLoss(
             temperature=ConstantTemperature(0.5), memory_bank_size=size, hard_negatives=None
         ),
         # One τ per sample of a 100,000-sample data set, indexed by the batch's samples.
-        PER_SAMPLE: HardContrastiveLoss(
+        PER_SAMPLE: lambda: HardContrastiveLoss(
             temperature=IndividualTemperature(100_000, init=0.5),
             memory_bank_size=size,
             hard_negatives=None,
         ),
     }
+
+
+def make_losses(bank: int, dim: int, k: object) -> dict[str, torch.nn.Module]:
+    return {name: build() for name, build in loss_factories(bank, dim, k).items()}
 
 
 def loss_step(
@@ -189,17 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dim = 128
+    dim = DIM
     if args.quick:
-        simclr_batches, moco = [32], (32, 1024, 63)
+        simclr_batches, moco = QUICK_SIMCLR_BATCHES, QUICK_MOCO
         repeats = args.repeats or 2
     else:
-        simclr_batches = [256, 512, 1024] + ([4096] if device.type == "cuda" else [])
-        moco = (256, 65536, 4095)
+        simclr_batches = SIMCLR_BATCHES + ([4096] if device.type == "cuda" else [])
+        moco = MOCO
         repeats = args.repeats or 11
     configs = []
     if args.only in (None, "simclr"):
-        configs += [("SimCLR", b, 0, 0.08) for b in simclr_batches]
+        configs += [("SimCLR", b, 0, SIMCLR_K) for b in simclr_batches]
     if args.only in (None, "moco"):
         configs.append(("MoCo", moco[0], moco[1], moco[2]))
 

@@ -46,6 +46,23 @@ def test_bench_losses_quick_prints_table_and_verdicts(run_quick):
     assert out.count("the same loss with a number") == 4
 
 
+def test_bench_memory_quick_measures_each_loss_in_a_fresh_process(run_quick):
+    out = run_quick("bench_memory")
+    assert "| setting | loss | peak RSS MiB (median) |" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "N=" in line]
+    assert len(rows) == 2 * 3  # SimCLR and MoCo; NTXent, all negatives, top K
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[2]) >= 0 and float(cells[4]) > 0
+        if cells[1] == "NTXentLoss":
+            assert cells[5] == "1.00"
+    # the MoCo step's bank-sized logits are resident: the RSS sees them
+    moco_reference = next(r for r in rows if r.startswith("| MoCo") and "NTXentLoss" in r)
+    assert float(moco_reference.split("|")[3]) > 0
+    assert out.count("(target <= 0.70x by both)") == 4
+    assert "lower bounds" not in out  # the peak RSS was reset before each step
+
+
 def test_bench_metrics_quick_checks_exactness(run_quick):
     out = run_quick("bench_metrics")
     for name in ("floor", "uniformity_loss", "tolerance", "top-10 negatives"):
