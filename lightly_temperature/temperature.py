@@ -254,14 +254,6 @@ class LearnableTemperature(TemperaturePolicy):
             self.log_temperature.clamp_(math.log(self.tau_min), math.log(self.tau_max))
         return self.log_temperature.exp()
 
-    def anchor_temperature(
-        self,
-        positive: Tensor,
-        anchor_indices: Tensor | None = None,
-        gather_distributed: bool = False,
-    ) -> Tensor:
-        return self.value
-
     def extra_repr(self) -> str:
         return f"tau_min={self.tau_min!r}, tau_max={self.tau_max!r}"
 

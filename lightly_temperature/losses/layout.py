@@ -134,9 +134,12 @@ def memory_bank_layout(out0: Tensor, out1: Tensor, bank: Tensor) -> PairLayout:
     return PairLayout(out0, bank, exact.to(out0.dtype), None, None, bank.shape[0], exact)
 
 
-def sample_bank_layout(out0: Tensor, bank: Tensor, indices: Tensor) -> PairLayout:
-    """The layout of normalised anchors ``out0`` over a bank indexed by sample ``(N, dim)``:
-    anchor i's positive is entry ``indices[i]``, the N - 1 other entries are its negatives."""
+def sample_bank_layout(out0: Tensor, sample_bank: Any, indices: Tensor | None) -> PairLayout:
+    """The layout of normalised anchors ``out0`` over ``sample_bank`` (a ``SampleMemoryBank``)
+    as it is now: anchor i's positive is entry ``indices[i]``, the N - 1 other entries are its
+    negatives. The indices are checked (required, in range) and kept, int64, as ``pos_col``."""
+    indices = check_sample_indices(indices, out0, sample_bank.num_samples)
+    bank = sample_bank.bank.to(device=out0.device, dtype=out0.dtype)
     exact = _exact_dot(out0, bank.index_select(0, indices))
     return PairLayout(out0, bank, exact.to(out0.dtype), None, indices, bank.shape[0] - 1, exact)
 
@@ -172,9 +175,7 @@ def observe_similarities(
     out0, out1 = normalized(out0.detach().float(), out1.detach().float())
     sample_bank = getattr(loss, "sample_memory_bank", None)
     if sample_bank is not None:
-        indices = check_sample_indices(indices, out0, sample_bank.num_samples)
-        bank = sample_bank.bank.detach().to(device=out0.device, dtype=out0.dtype)
-        layout = sample_bank_layout(out0, bank, indices)
+        layout = sample_bank_layout(out0, sample_bank, indices)
     elif uses_memory_bank(loss):
         bank = loss.memory_bank.bank.detach().to(device=out0.device, dtype=out0.dtype)
         layout = memory_bank_layout(out0, out1, bank)

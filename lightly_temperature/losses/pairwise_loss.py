@@ -21,7 +21,6 @@ from lightly_temperature.losses.layout import (
     HostPointerMemoryBank,
     PairLayout,
     anchor_sample_indices,
-    check_sample_indices,
     in_batch_layout,
     memory_bank_layout,
     normalized,
@@ -201,12 +200,10 @@ class PairwiseLoss(nn.Module):
         sample_bank = self.sample_memory_bank
         if sample_bank is not None:
             sample_bank.check_embeddings(out0)
-            indices = check_sample_indices(indices, out0, sample_bank.num_samples)
-            bank = sample_bank.bank.to(device=out0.device, dtype=out0.dtype)
-            layout = sample_bank_layout(out0, bank, indices)
+            layout = sample_bank_layout(out0, sample_bank, indices)
             if out0.requires_grad:
                 # Replaces the bank tensor (out of place): `layout` keeps the entries compared.
-                sample_bank.update(out1, indices, self.gather_distributed)
+                sample_bank.update(out1, layout.pos_col, self.gather_distributed)
             return layout
         if not self.uses_memory_bank:
             return in_batch_layout(out0, out1, self.gather_distributed)
