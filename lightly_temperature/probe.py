@@ -637,33 +637,22 @@ def _few_shot(
     """The few-shot accuracy for each label count (none without labels: left NaN)."""
     if not few_shot or probe.labels is None or (pool is not None and pool.labels is None):
         return
+    # Without a pool the probe gives the labelled samples and, the others, the queries.
+    labelled, queries = (probe, None) if pool is None else (pool, probe)
     for shots in few_shot:
-        if pool is None:  # labelled samples and queries from the probe
-            yield (
-                shots,
-                few_shot_accuracy(
-                    probe.z0,
-                    probe.labels,
-                    shots=shots,
-                    draws=draws,
-                    seed=FEW_SHOT_SEED,
-                    chunk_size=chunk_size,
-                ),
-            )
-        else:
-            yield (
-                shots,
-                few_shot_accuracy(
-                    pool.z0,
-                    pool.labels,
-                    probe.z0,
-                    probe.labels,
-                    shots=shots,
-                    draws=draws,
-                    seed=FEW_SHOT_SEED,
-                    chunk_size=chunk_size,
-                ),
-            )
+        yield (
+            shots,
+            few_shot_accuracy(
+                labelled.z0,
+                labelled.labels,
+                None if queries is None else queries.z0,
+                None if queries is None else queries.labels,
+                shots=shots,
+                draws=draws,
+                seed=FEW_SHOT_SEED,
+                chunk_size=chunk_size,
+            ),
+        )
 
 
 def _tolerance_or_nan(z: Tensor, labels: Tensor) -> float:

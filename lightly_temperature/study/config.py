@@ -168,6 +168,19 @@ class RunSpec:
     epochs: int
     temperature_policy: str = "constant"
 
+    @classmethod
+    def from_row(cls, row: dict[str, str]) -> RunSpec:
+        """The run a row of ``results.csv`` records (its key columns, already checked)."""
+        return cls(
+            row["method"],
+            row["loss"],
+            float(row["temperature"]),
+            parse_hard_negatives(row["hard_negatives"]),
+            int(row["seed"]),
+            int(row["epochs"]),
+            row["temperature_policy"],
+        )
+
     @property
     def key(self) -> tuple[str, ...]:
         return run_key(

@@ -22,7 +22,6 @@ from lightly_temperature.study.config import (
     TEMPERATURE_POLICIES,
     RunSpec,
     display_name,
-    parse_hard_negatives,
     temperature_is_scale,
 )
 from lightly_temperature.study.evaluate import TOP_K
@@ -573,7 +572,7 @@ def policy_section(
             continue
         if int(row["seed"]) != first_seed:  # one line per loss, τ and policy
             continue
-        name = _run_name(row)
+        name = RunSpec.from_row(row).name
         label = f"{display_name(row['loss'])} τ={float(row['temperature']):g} {policy}"
         runs.append((label, output_dir / TEMPERATURE_DIR / f"{name}.csv"))
     plot = plot_temperatures(runs, output_dir / PLOTS["policies"], title)
@@ -599,18 +598,6 @@ def policy_section(
             "",
         ]
     return lines
-
-
-def _run_name(row: Row) -> str:
-    return RunSpec(
-        row["method"],
-        row["loss"],
-        float(row["temperature"]),
-        parse_hard_negatives(row["hard_negatives"]),
-        int(row["seed"]),
-        int(row["epochs"]),
-        row["temperature_policy"],
-    ).name
 
 
 def write_report(

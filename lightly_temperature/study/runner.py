@@ -405,18 +405,7 @@ def _report(
     shown = [row for row in rows if _comparable(config, row)]
     grid_keys = {run.key for run in runs}
     extra = {row_key(row): row for row in shown if row_key(row) not in grid_keys}
-    extra_runs = [
-        RunSpec(
-            row["method"],
-            row["loss"],
-            float(row["temperature"]),
-            parse_hard_negatives(row["hard_negatives"]),
-            int(row["seed"]),
-            int(row["epochs"]),
-            row["temperature_policy"],
-        )
-        for row in extra.values()
-    ]
+    extra_runs = [RunSpec.from_row(row) for row in extra.values()]
     extra_runs.sort(key=lambda r: (r.loss, r.temperature, r.seed))
     lines = _settings(config, data)
     left_out = len({row_key(row) for row in rows}) - len({row_key(row) for row in shown})
