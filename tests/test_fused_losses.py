@@ -32,6 +32,88 @@ def test_top_k_indices_select_the_same_set_as_topk(monkeypatch, shape, k, dtype,
     assert (index.sort(dim=1).values.diff(dim=1) > 0).all()  # k distinct columns per row
 
 
+def _selection_widths(monkeypatch) -> list[int]:
+    """The row lengths that NumPy's argpartition is called on (the full row: no sampling)."""
+    widths: list[int] = []
+    real = kernels.np.argpartition
+
+    def spy(array, kth, axis):
+        widths.append(array.shape[1])
+        return real(array, kth, axis=axis)
+
+    monkeypatch.setattr(kernels.np, "argpartition", spy)
+    return widths
+
+
+def _assert_top_k(values, index, k):
+    assert index.shape == (values.shape[0], k)
+    assert (index.sort(dim=1).values.diff(dim=1) > 0).all()  # k distinct columns per row
+    got = values.gather(1, index).sort(dim=1).values
+    assert torch.equal(got, values.topk(k, dim=1).values.sort(dim=1).values)
+
+
+@pytest.mark.parametrize("k", [1, 10, 100, 512])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sampled_top_k_selection_is_exact_and_skips_the_full_row(monkeypatch, k, dtype):
+    torch.manual_seed(k)
+    values = torch.randn(300, 4096, dtype=dtype)
+    values[:, :2] = float("-inf")  # excluded columns (the anchor, its positive)
+    widths = _selection_widths(monkeypatch)
+    _assert_top_k(values, kernels.top_k_indices(values, k), k)
+    assert widths and max(widths) < 4096 // 4  # only the short gathered rows were selected
+
+
+@pytest.mark.parametrize(
+    "case", ["all equal", "top values off the sampled columns", "mostly -inf", "ties at the k-th"]
+)
+def test_sampled_top_k_selection_is_exact_where_the_sample_misleads(monkeypatch, case):
+    torch.manual_seed(0)
+    values, k = torch.randn(64, 2048), 40
+    if case == "all equal":  # a collapsed embedding: every similarity ties
+        values = torch.ones(64, 2048)
+    elif case == "top values off the sampled columns":  # the sample sees columns 0, 4, 8, ...
+        values[:, 1::4] += 100.0
+    elif case == "mostly -inf":
+        values[:, 100:] = float("-inf")
+    else:
+        values = torch.randint(0, 8, (64, 2048)).float()  # many ties at every threshold
+    widths = _selection_widths(monkeypatch)
+    index = kernels.top_k_indices(values, k)
+    if case == "all equal" or case == "ties at the k-th":
+        assert (index.sort(dim=1).values.diff(dim=1) > 0).all()
+        got = values.gather(1, index).sort(dim=1).values
+        assert torch.equal(got, values.topk(k, dim=1).values.sort(dim=1).values)
+    else:
+        _assert_top_k(values, index, k)
+    if case in ("all equal", "top values off the sampled columns"):
+        assert 2048 in widths  # the whole rows were selected
+
+
+def test_top_k_reduction_dropping_one_column_equals_autograd():
+    # K = C - 1 (MoCo's 4095 of 4096): the smallest column of each row is dropped by argmin.
+    torch.manual_seed(0)
+    query = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    candidates = torch.randn(12, 4, dtype=torch.float64, requires_grad=True)
+    weights = torch.rand(6, dtype=torch.float64)
+    out = reduce_similarities(query, candidates, None, 11, LOGSUMEXP)
+    ref = _reference(query, candidates, None, 11, LOGSUMEXP)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    got = torch.autograd.grad((out * weights).sum(), [query, candidates])
+    expected = torch.autograd.grad((ref * weights).sum(), [query, candidates])
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_reduce_logits_leaves_its_input_unchanged():
+    # The in-place softmax is for the node's own buffer only, never for the caller's logits.
+    logits = torch.randn(5, 9)
+    logits[:, 0] = float("-inf")
+    before = logits.clone()
+    for k in (None, 2, 8):
+        reduce_logits(logits, k=k)
+    assert torch.equal(logits, before)
+
+
 def _reference(query, candidates, excluded, k, kind):
     logits = query @ candidates.T
     if excluded is not None:
