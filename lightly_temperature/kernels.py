@@ -81,44 +81,66 @@ def top_k_indices(values: Tensor, k: int) -> Tensor:
 
 #: The sampled selection runs when k <= n / _SAMPLED_MIN_RATIO (below, sampling saves little).
 _SAMPLED_MIN_RATIO = 8
-_SAMPLE_STEP = 4
+#: From this row length on, rows are handled one by one (few long rows: MoCo's memory bank),
+#: with a sparser sample; below it, a chunk of rows at once (many short rows: SimCLR).
+_LONG_ROW = 16384
 
 
 def _top_k_rows(chunk: np.ndarray, k: int) -> np.ndarray:
     """Column indices of the ``k`` largest entries of each row of a NumPy ``(r, n)`` array.
 
-    Exact, with a cheap first pass when ``k`` is small next to ``n``: every 4th column gives each
-    row a threshold a little below its estimated k-th largest value (a partition of a quarter
-    of the row); the entries at or above it (about ``k + 3 sqrt(4k)`` per row) are gathered
-    into a short ``(r, width)`` array, and the exact selection (NumPy's ``argpartition``, an
-    introselect) runs on that. A row whose threshold keeps fewer than ``k`` entries, or one that
-    is not finite, sends the chunk to the plain ``argpartition`` of whole rows, as does a
-    threshold that keeps too many: the result never depends on the sample, only the time.
+    Exact, with a cheap first pass when ``k`` is small next to ``n``: a regular sample of the
+    columns (every 4th, or every 16th in rows of 16,384 or more) gives each row a threshold a
+    little below its estimated k-th largest value. A row with at least ``k`` entries at or above
+    its threshold has its top ``k`` among them, and the exact selection (NumPy's
+    ``argpartition``, an introselect) runs on those entries only (about ``k + 3 sqrt(step k)``).
+    A row whose threshold keeps fewer than ``k`` is selected from its whole row; so is the whole
+    chunk when a threshold keeps half a row or more (no saving), or when it holds a NaN
+    (selected as the largest, as ``torch.topk`` does). The result never depends on the sample,
+    only the time.
     """
     r, n = chunk.shape
-    if k * _SAMPLED_MIN_RATIO <= n:
-        sample = chunk[:, ::_SAMPLE_STEP]
-        m = sample.shape[1]
-        expected = k // _SAMPLE_STEP
-        rank = min(m, expected + 3 * math.isqrt(expected) + 2)  # rank within the sample
-        threshold = np.partition(sample, m - rank, axis=1)[:, m - rank : m - rank + 1]
-        kept = chunk >= threshold
-        counts = np.count_nonzero(kept, axis=1)
-        if np.isfinite(threshold).all() and counts.min() >= k and 4 * counts.max() <= n:
-            flat = np.flatnonzero(kept)  # row-major: row by row, columns ascending
-            width = int(counts.max())
-            rows = np.arange(r)
-            starts = np.cumsum(counts) - counts
-            # Entry e of the kept ones goes to row i, slot e - starts[i], of the short array.
-            slot = np.arange(flat.size) + np.repeat(rows * width - starts, counts)
-            short = np.full(r * width, -np.inf, dtype=chunk.dtype)  # padding: never chosen
-            short[slot] = chunk.reshape(-1)[flat]
-            short_columns = np.zeros(r * width, dtype=np.int64)
-            short_columns[slot] = flat - np.repeat(rows * n, counts)
-            short, short_columns = short.reshape(r, width), short_columns.reshape(r, width)
-            chosen = np.argpartition(short, width - k, axis=1)[:, width - k :]
-            return np.take_along_axis(short_columns, chosen, axis=1)
-    return np.argpartition(chunk, n - k, axis=1)[:, n - k :]
+    if k * _SAMPLED_MIN_RATIO > n or np.isnan(chunk.max()):
+        return np.argpartition(chunk, n - k, axis=1)[:, n - k :]
+    step = 16 if n >= _LONG_ROW else 4
+    sample = chunk[:, ::step]
+    m = sample.shape[1]
+    expected = k // step
+    rank = min(m, expected + 3 * math.isqrt(expected) + 2)  # rank within the sample
+    threshold = np.partition(sample, m - rank, axis=1)[:, m - rank : m - rank + 1]
+    if n >= _LONG_ROW:
+        out = np.empty((r, k), dtype=np.int64)
+        for i in range(r):
+            row = chunk[i]
+            columns = np.flatnonzero(row >= threshold[i])
+            if columns.size < k:  # the threshold was too high for this row
+                out[i] = np.argpartition(row, n - k)[n - k :]
+            else:
+                out[i] = columns[
+                    np.argpartition(row[columns], columns.size - k)[columns.size - k :]
+                ]
+        return out
+    kept = chunk >= threshold
+    counts = np.count_nonzero(kept, axis=1)
+    width = max(int(counts.max()), k)
+    if 2 * width > n:
+        return np.argpartition(chunk, n - k, axis=1)[:, n - k :]
+    flat = np.flatnonzero(kept)  # row-major: row by row, columns ascending
+    rows = np.arange(r)
+    starts = np.cumsum(counts) - counts
+    # Entry e of the kept ones goes to row i, slot e - starts[i], of the short array.
+    slot = np.arange(flat.size) + np.repeat(rows * width - starts, counts)
+    short = np.full(r * width, -np.inf, dtype=chunk.dtype)  # padding: never chosen
+    short[slot] = chunk.reshape(-1)[flat]
+    short_columns = np.zeros(r * width, dtype=np.int64)
+    short_columns[slot] = flat - np.repeat(rows * n, counts)
+    short, short_columns = short.reshape(r, width), short_columns.reshape(r, width)
+    chosen = np.argpartition(short, width - k, axis=1)[:, width - k :]
+    out = np.take_along_axis(short_columns, chosen, axis=1)
+    missed = counts < k  # the threshold was too high for these rows
+    if missed.any():
+        out[missed] = np.argpartition(chunk[missed], n - k, axis=1)[:, n - k :]
+    return out
 
 
 def bottom_k_indices(values: Tensor, k: int) -> Tensor:
@@ -250,27 +272,43 @@ def _logit_gradient(
     return zeros.scatter_(1, index, picked)
 
 
+def _zeros(shape: torch.Size, like: Tensor, workspace: Tensor | None) -> Tensor:
+    """Zeros of ``shape``: the forward's own ``(A, C)`` logits buffer when it is handed over
+    (already in memory: a fresh buffer of that size costs page faults on a CPU), else new."""
+    if workspace is not None and workspace.shape == shape and workspace.dtype == like.dtype:
+        return workspace.zero_()
+    return torch.zeros(shape, dtype=like.dtype, device=like.device)
+
+
 def _unit_row_gradient(
-    weights: Tensor | None, index: Tensor | None, shape: torch.Size, like: Tensor
+    weights: Tensor | None,
+    index: Tensor | None,
+    shape: torch.Size,
+    like: Tensor,
+    workspace: Tensor | None = None,
 ) -> Tensor:
     """The gradient of the logits for an incoming gradient of 1 per row: the saved softmax
     itself (no ``(A, C)`` pass), or the K weights (ones for a sum) scattered into zeros."""
     if index is None:
         return weights
     picked = torch.ones(index.shape, dtype=like.dtype, device=like.device)
-    zeros = torch.zeros(shape, dtype=like.dtype, device=like.device)
+    zeros = _zeros(shape, like, workspace)
     return zeros.scatter_(1, index, picked if weights is None else weights)
 
 
 def _symmetrized_top_k_gradient(
-    grad_out: Tensor, weights: Tensor | None, index: Tensor, shape: torch.Size
+    grad_out: Tensor,
+    weights: Tensor | None,
+    index: Tensor,
+    shape: torch.Size,
+    workspace: Tensor | None = None,
 ) -> Tensor:
     """``G + G^T`` for the top-K logits' gradient ``G`` of a square ``(A, A)`` similarity
     matrix: its ``A K`` entries scattered by row, then added by column, into one buffer of
     zeros (no transposed copy of an ``(A, A)`` matrix)."""
     grad_row = grad_out.unsqueeze(1)
     picked = grad_row.expand(index.shape) if weights is None else weights * grad_row
-    both = torch.zeros(shape, dtype=grad_out.dtype, device=grad_out.device)
+    both = _zeros(shape, grad_out, workspace)
     both.scatter_(1, index, picked)
     rows = torch.arange(shape[0], device=index.device).unsqueeze(1)
     transposed = (index * shape[1] + rows).flatten()  # G[i, j] added at (j, i)
@@ -304,6 +342,9 @@ class _ReduceSimilarities(torch.autograd.Function):
             count -= excluded.shape[1]  # distinct columns per row (the anchor, its positive)
         out, weights, index = _reduce_rows(logits, k, kind, beta, count, owned=True)
         ctx.shape = logits.shape
+        # The top-K path is done with the (A, C) logits: backward fills its zeros into them
+        # (once; a second backward, with retain_graph, allocates new ones).
+        ctx.workspace = logits if index is not None else None
         ctx.symmetric = symmetric
         ctx.temperature = temperature if not isinstance(temperature, Tensor) else None
         saved_temperature = temperature if isinstance(temperature, Tensor) else None
@@ -319,11 +360,13 @@ class _ReduceSimilarities(torch.autograd.Function):
         needs_temperature = ctx.needs_input_grad[6]
         grad_query = grad_candidates = grad_temperature = None
         grad_row = grad_out.unsqueeze(1)
+        workspace, ctx.workspace = ctx.workspace, None
         if ctx.symmetric and index is not None:
             # L = Z Z^T / tau over the top K: dZ = (G + G^T) Z / tau, one product; G + G^T is
             # built by scattering the A K entries twice (by row, by column) into the zeros
             # that the top-K gradient needs anyway.
-            both = _symmetrized_top_k_gradient(grad_out, weights, index, ctx.shape) @ query
+            both = _symmetrized_top_k_gradient(grad_out, weights, index, ctx.shape, workspace)
+            both = both @ query
             if needs_query or needs_candidates:
                 grad_query = _scaled(both, temperature)
             if needs_temperature:  # sum_ij G_ij z_i.z_j = 1/2 sum_i z_i.((G + G^T) Z)_i
@@ -333,7 +376,7 @@ class _ReduceSimilarities(torch.autograd.Function):
         # the (A, C) weights: dQ = g * (W C) / tau, dC = W^T (g * Q / tau). Over all columns
         # of a square matrix this beats (G + G^T) Z: two products and no (A, A) pass, where
         # G + G^T needs a transposed copy that costs as much as a product on a CPU.
-        unit = _unit_row_gradient(weights, index, ctx.shape, query)
+        unit = _unit_row_gradient(weights, index, ctx.shape, query, workspace)
         if needs_query or needs_temperature:
             grad_scaled = (unit @ candidates).mul_(grad_row)
             if needs_query:

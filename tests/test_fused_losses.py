@@ -37,8 +37,8 @@ def _selection_widths(monkeypatch) -> list[int]:
     widths: list[int] = []
     real = kernels.np.argpartition
 
-    def spy(array, kth, axis):
-        widths.append(array.shape[1])
+    def spy(array, kth, axis=-1):
+        widths.append(array.shape[-1])
         return real(array, kth, axis=axis)
 
     monkeypatch.setattr(kernels.np, "argpartition", spy)
@@ -85,8 +85,33 @@ def test_sampled_top_k_selection_is_exact_where_the_sample_misleads(monkeypatch,
         assert torch.equal(got, values.topk(k, dim=1).values.sort(dim=1).values)
     else:
         _assert_top_k(values, index, k)
-    if case in ("all equal", "top values off the sampled columns"):
+    if case == "all equal":
         assert 2048 in widths  # the whole rows were selected
+
+
+@pytest.mark.parametrize("case", ["random", "top values off the sampled columns", "a NaN"])
+def test_sampled_top_k_selection_of_long_rows_is_exact(monkeypatch, case):
+    # Rows of 16,384 or more (a MoCo memory bank) are selected one by one, from every 16th.
+    torch.manual_seed(0)
+    values, k = torch.randn(6, 20000), 1000
+    if case == "top values off the sampled columns":
+        values[0, 1::16] += 100.0  # row 0 only: the sample misleads its threshold
+    elif case == "a NaN":
+        values[2, 7] = float("nan")
+    widths = _selection_widths(monkeypatch)
+    index = kernels.top_k_indices(values, k)
+    assert (index.sort(dim=1).values.diff(dim=1) > 0).all()
+    if case == "a NaN":  # selected as the largest, as torch.topk does, so the loss is NaN
+        assert 7 in index[2].tolist() and widths == [20000]
+        values = values.nan_to_num(nan=float("inf"))
+    torch.testing.assert_close(
+        values.gather(1, index).sort(dim=1).values,
+        values.topk(k, dim=1).values.sort(dim=1).values,
+        rtol=0,
+        atol=0,
+    )
+    if case == "random":
+        assert max(widths) < 20000 // 4
 
 
 def test_top_k_reduction_dropping_one_column_equals_autograd():
@@ -180,8 +205,10 @@ def test_backward_twice_with_retain_graph_gives_twice_the_gradient():
     torch.manual_seed(0)
     out0 = torch.randn(8, 5, requires_grad=True)
     out1 = torch.randn(8, 5, requires_grad=True)
-    for hard_negatives in (None, 3):
-        loss_fn = HardContrastiveLoss(hard_negatives=hard_negatives)
+    # The top-K backward fills its zeros into the forward's logits once; the second backward
+    # must not find them spent (SimCLR's symmetric path and MoCo's).
+    for hard_negatives, bank in ((None, 0), (3, 0), (None, (16, 5)), (3, (16, 5))):
+        loss_fn = HardContrastiveLoss(hard_negatives=hard_negatives, memory_bank_size=bank)
         out0.grad = None
         loss = loss_fn(out0, out1)
         loss.backward(retain_graph=True)
