@@ -64,6 +64,8 @@ DIM = 128
 SIMCLR_BATCHES = [256, 512, 1024]
 SIMCLR_K = 0.08
 MOCO = (256, 65536, 4095)
+# A second MoCo setting: batch 4096 against a 4096-entry bank, every key but one (K = C - 1).
+MOCO_LARGE_BATCH = (4096, 4096, 4095)
 QUICK_SIMCLR_BATCHES = [32]
 QUICK_MOCO = (32, 1024, 63)
 
@@ -208,17 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dim = DIM
     if args.quick:
-        simclr_batches, moco = QUICK_SIMCLR_BATCHES, QUICK_MOCO
+        simclr_batches, moco_settings = QUICK_SIMCLR_BATCHES, [QUICK_MOCO]
         repeats = args.repeats or 2
     else:
         simclr_batches = SIMCLR_BATCHES + ([4096] if device.type == "cuda" else [])
-        moco = MOCO
+        moco_settings = [MOCO, MOCO_LARGE_BATCH]
         repeats = args.repeats or 11
     configs = []
     if args.only in (None, "simclr"):
         configs += [("SimCLR", b, 0, SIMCLR_K) for b in simclr_batches]
     if args.only in (None, "moco"):
-        configs.append(("MoCo", moco[0], moco[1], moco[2]))
+        configs += [("MoCo", batch, bank, k) for batch, bank, k in moco_settings]
 
     print(f"machine: {machine_description(device)}; {repeats} repeats", flush=True)
     rows = []

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightly_temperature.metrics import uniformity_loss
+from lightly_temperature.metrics import (
+    positive_and_top_negative_similarities,
+    similarities,
+    uniformity_loss,
+)
 from lightly_temperature.metrics.similarities import _top_k_column_values, _top_k_values
 
 
@@ -29,6 +33,46 @@ def test_grouped_top_k_down_the_columns_equals_topk_of_the_transpose(rows, k):
     sims[:, 4] = sims[:, 4].round(decimals=1)  # many ties
     got = _top_k_column_values(sims, k).sort(dim=1, descending=True).values
     torch.testing.assert_close(got, sims.T.topk(k, dim=1).values, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "n, k, chunk, case",
+    [
+        (300, 10, 64, "random"),
+        (257, 1, 50, "random"),
+        (300, 37, 100, "random"),
+        (300, 10, 64, "many ties"),
+        (300, 10, 300, "random"),
+    ],
+)
+def test_pruned_top_negatives_equal_a_float64_reference(monkeypatch, n, k, chunk, case):
+    # On the CPU with k <= N / 8, a block's entries enter a row's k largest only past its bar.
+    g = torch.Generator().manual_seed(n + k)
+    z0, z1 = torch.randn(n, 6, generator=g), torch.randn(n, 6, generator=g)
+    if case == "many ties":  # duplicated samples and coarse directions
+        z0, z1 = z0.round(), z1.round()
+        z0[z0.norm(dim=1) == 0] = 1.0
+        z1[z1.norm(dim=1) == 0] = 1.0
+        z0[::3] = z0[1::3][: len(z0[::3])] if n % 3 == 0 else z0[::3]
+    calls = []
+    real = similarities._raise_bar
+    monkeypatch.setattr(similarities, "_raise_bar", lambda *a: calls.append(1) or real(*a))
+    pos, neg = positive_and_top_negative_similarities(z0, z1, k=k, chunk_size=chunk)
+    assert calls  # the pruned path ran
+    a = torch.nn.functional.normalize(z0.double(), dim=1)
+    b = torch.nn.functional.normalize(z1.double(), dim=1)
+    sims = torch.cat([a @ a.T, a @ b.T], dim=1)
+    rows = torch.arange(n)
+    sims[rows, rows] = float("-inf")  # the anchor itself
+    sims[rows, rows + n] = float("-inf")  # its positive
+    expected = sims.topk(k, dim=1).values
+    torch.testing.assert_close(neg.double(), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(pos.double(), (a * b).sum(1), rtol=0, atol=1e-6)
+    # The same values as the selection without the bar (every block selected in full).
+    monkeypatch.setattr(similarities, "_PRUNE_MIN_RATIO", 10**9)
+    assert torch.equal(
+        positive_and_top_negative_similarities(z0, z1, k=k, chunk_size=chunk)[1], neg
+    )
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64])

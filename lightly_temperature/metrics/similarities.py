@@ -63,6 +63,11 @@ def positive_and_top_negative_similarities(
     # Reused buffers: a fresh (c, N) allocation per block costs as much as its product here.
     other_view = torch.empty(width, n, dtype=z0.dtype, device=z0.device)
     same_view = torch.empty(width, width, dtype=z0.dtype, device=z0.device)
+    # On the CPU, with k well below N: the k largest so far of each row, and the smallest of
+    # them (a bar that a value must pass to enter; an equal value changes no value kept).
+    pruned = z0.device.type == "cpu" and _PRUNE_MIN_RATIO * k <= n
+    best = torch.empty(n, k, dtype=z0.dtype) if pruned else None
+    bar = torch.empty(n, dtype=z0.dtype) if pruned else None
     # Per row block, the candidates found so far: the k largest of each block of columns.
     found: list[list[Tensor]] = [[] for _ in blocks]
     for b, (start, stop) in enumerate(blocks):
@@ -71,7 +76,11 @@ def positive_and_top_negative_similarities(
         torch.mm(z0[start:stop], z1.T, out=sims)  # (c, N)
         rows = torch.arange(stop - start, device=z0.device)
         sims[rows, rows + start] = float("-inf")
-        _add(found[b], sims, k)
+        if pruned:
+            best[start:stop] = _top_k_values(sims, k)
+            bar[start:stop] = best[start:stop].amin(dim=1)
+        else:
+            _add(found[b], sims, k)
     # The same view: z0 @ z0.T is symmetric, so each block above the diagonal serves the rows
     # of both its row block and its column block (half the products of the full matrix); the
     # column block's candidates are selected down the columns, without a transposed copy.
@@ -82,12 +91,45 @@ def positive_and_top_negative_similarities(
             if c == b:
                 rows = torch.arange(stop - start, device=z0.device)
                 sims[rows, rows] = float("-inf")  # the anchor itself
-                _add(found[b], sims, k)
+            if pruned:
+                _raise_bar(best, bar, start, sims, k)
+                if c != b:
+                    _raise_bar(best, bar, col_start, sims.T, k)
             else:
                 _add(found[b], sims, k)
-                _add(found[c], sims, k, columns=True)
+                if c != b:
+                    _add(found[c], sims, k, columns=True)
+    if pruned:
+        return positive, best.sort(dim=1, descending=True).values
     top = [torch.cat(parts, dim=1).topk(k, dim=1, sorted=True).values for parts in found]
     return positive, torch.cat(top, dim=0)
+
+
+#: The pruned selection runs when k <= N / _PRUNE_MIN_RATIO (the usual k = 10).
+_PRUNE_MIN_RATIO = 8
+
+
+def _raise_bar(best: Tensor, bar: Tensor, offset: int, sims: Tensor, k: int) -> None:
+    """Merges into ``best[offset:offset + r]`` the entries of ``sims`` (``(r, w)``, a view of
+    a reused buffer, or its transpose) above the bar of their row, and raises the bars.
+
+    Once each row holds the k largest of its other-view row (N - 1 values), few entries of a
+    later block pass its bar (about ``k w / N`` per row): one comparison pass and a short
+    merge per block, where a selection per block would read every entry again.
+    """
+    rows = sims.shape[0]
+    hits = (sims > bar[offset : offset + rows].unsqueeze(1)).nonzero()  # (m, 2), row-major
+    if hits.shape[0] == 0:
+        return
+    hit_rows, hit_columns = hits.unbind(1)
+    counts = torch.bincount(hit_rows, minlength=rows)
+    width = int(counts.max())
+    slot = torch.arange(hit_rows.shape[0]) - (counts.cumsum(0) - counts)[hit_rows]
+    extra = torch.full((rows, width), float("-inf"), dtype=sims.dtype)
+    extra[hit_rows, slot] = sims[hit_rows, hit_columns]
+    kept = top_k_values(torch.cat([best[offset : offset + rows], extra], dim=1), k)
+    best[offset : offset + rows] = kept
+    bar[offset : offset + rows] = kept.amin(dim=1)
 
 
 def _add(parts: list[Tensor], sims: Tensor, k: int, keep: int = 8, columns: bool = False) -> None:
