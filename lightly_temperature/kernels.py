@@ -179,9 +179,11 @@ def _check_kind(kind: str, beta: float) -> None:
 
 
 def _softmax(values: Tensor, owned: bool) -> Tensor:
-    """Row softmax, written over ``values`` when they may be overwritten: a fresh ``(A, C)``
-    buffer costs page faults that, on a CPU, take longer than the softmax itself."""
-    if owned and values.is_contiguous():
+    """Row softmax, written over ``values`` on the CPU when they may be overwritten: a fresh
+    ``(A, C)`` buffer costs page faults there that take longer than the softmax itself (on
+    CUDA the caching allocator makes a new buffer cheap, and the kernels are not written for
+    an output that aliases the input)."""
+    if owned and values.device.type == "cpu" and values.is_contiguous():
         return torch.ops.aten._softmax.out(values, 1, False, out=values)
     return torch.softmax(values, dim=1)
 
