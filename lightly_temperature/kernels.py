@@ -53,8 +53,9 @@ SUM = "sum"
 WEIGHTED_LOGMEANEXP = "weighted_logmeanexp"
 KINDS = (LOGSUMEXP, SUM, WEIGHTED_LOGMEANEXP)
 
-#: Rows per chunk of the CPU selection: bounds its int64 scratch memory to about 8 MiB.
-_SELECTION_CHUNK_ELEMENTS = 1 << 20
+#: Rows per chunk of the CPU selection: bounds its scratch memory to about 1 MiB (8 bytes per
+#: entry of a chunk for whole-row index selection).
+_SELECTION_CHUNK_ELEMENTS = 1 << 17
 
 
 def top_k_indices(values: Tensor, k: int) -> Tensor:
@@ -126,6 +127,7 @@ def _top_k_rows(chunk: np.ndarray, k: int) -> np.ndarray:
     if 2 * width > n:
         return np.argpartition(chunk, n - k, axis=1)[:, n - k :]
     flat = np.flatnonzero(kept)  # row-major: row by row, columns ascending
+    del kept  # the scratch arrays are dropped as soon as they are used: a lower peak
     rows = np.arange(r)
     starts = np.cumsum(counts) - counts
     # Entry e of the kept ones goes to row i, slot e - starts[i], of the short array.
@@ -134,6 +136,7 @@ def _top_k_rows(chunk: np.ndarray, k: int) -> np.ndarray:
     short[slot] = chunk.reshape(-1)[flat]
     short_columns = np.zeros(r * width, dtype=np.int64)
     short_columns[slot] = flat - np.repeat(rows * n, counts)
+    del slot, flat
     short, short_columns = short.reshape(r, width), short_columns.reshape(r, width)
     chosen = np.argpartition(short, width - k, axis=1)[:, width - k :]
     out = np.take_along_axis(short_columns, chosen, axis=1)
@@ -241,17 +244,25 @@ def _reduce_rows(
             raise ValueError(f"kind={kind!r} over all columns is not supported")
         lse, weights = _log_softmax_norm(logits, owned)
         return lse.squeeze(1), weights, None
-    if kind != SUM and 2 * k > logits.shape[1]:
-        # Most columns kept (MoCo's K = 4095 of 4096): the C - K smallest are set to -inf
-        # instead, the same set, reduced over all columns: no (A, K) gather, index or scatter.
+    if 2 * k > logits.shape[1]:
+        # Most columns kept (MoCo's K = 4095 of 4096): the C - K smallest are dropped instead,
+        # the same set, reduced over all columns: no (A, K) gather, index or scatter.
         drop = logits.shape[1] - k
+        logits = logits if owned or not drop else logits.clone()
+        dropped = None
         if drop:
-            logits = logits if owned else logits.clone()
             dropped = (
                 logits.argmin(dim=1, keepdim=True) if drop == 1 else bottom_k_indices(logits, drop)
             )
+        if kind == SUM:  # weight 1 on every column kept, 0 on those dropped
+            if dropped is not None:
+                logits.scatter_(1, dropped, 0.0)
+            out = logits.sum(dim=1)
+            weights = logits.fill_(1.0) if owned or drop else torch.ones_like(logits)
+            return out, weights if dropped is None else weights.scatter_(1, dropped, 0.0), None
+        if dropped is not None:
             logits.scatter_(1, dropped, float("-inf"))
-        return _reduce_rows(logits, None, kind, beta, k, owned=True)
+        return _reduce_rows(logits, None, kind, beta, k, owned=owned or bool(drop))
     index = top_k_indices(logits, k)
     values = logits.gather(1, index)
     if kind == WEIGHTED_LOGMEANEXP:

@@ -114,6 +114,28 @@ def test_sampled_top_k_selection_of_long_rows_is_exact(monkeypatch, case):
         assert max(widths) < 20000 // 4
 
 
+@pytest.mark.parametrize("kind", [LOGSUMEXP, SUM])
+@pytest.mark.parametrize("k", [11, 9, 7])
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_top_k_reduction_keeping_most_columns_equals_autograd(kind, k, symmetric):
+    # K > C/2: the C - K smallest of each row are dropped (by argmin when one), the rest
+    # reduced over all columns; a sum gives weight 1 to the columns kept.
+    torch.manual_seed(k)
+    query = torch.randn(12, 4, dtype=torch.float64, requires_grad=True)
+    candidates = query if symmetric else torch.randn(12, 4, dtype=torch.float64)
+    candidates.requires_grad_(True)
+    excluded = torch.arange(12).unsqueeze(1) if symmetric else None  # the anchor itself
+    weights = torch.rand(12, dtype=torch.float64)
+    out = reduce_similarities(query, candidates, excluded, k - (1 if symmetric else 0), kind)
+    ref = _reference(query, candidates, excluded, k - (1 if symmetric else 0), kind)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    inputs = [query] if symmetric else [query, candidates]
+    got = torch.autograd.grad((out * weights).sum(), inputs)
+    expected = torch.autograd.grad((ref * weights).sum(), inputs)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_top_k_reduction_dropping_one_column_equals_autograd():
     # K = C - 1 (MoCo's 4095 of 4096): the smallest column of each row is dropped by argmin.
     torch.manual_seed(0)
@@ -134,9 +156,12 @@ def test_reduce_logits_leaves_its_input_unchanged():
     logits = torch.randn(5, 9)
     logits[:, 0] = float("-inf")
     before = logits.clone()
-    for k in (None, 2, 8):
-        reduce_logits(logits, k=k)
-    assert torch.equal(logits, before)
+    for kind in (LOGSUMEXP, SUM, kernels.WEIGHTED_LOGMEANEXP):
+        for k in (None, 2, 8, 9):  # 8, 9: most columns kept (1 and 0 dropped)
+            if k is None and kind == SUM:
+                continue
+            reduce_logits(logits, k=k, kind=kind, beta=0.5)
+            assert torch.equal(logits, before), (kind, k)
 
 
 def _reference(query, candidates, excluded, k, kind):

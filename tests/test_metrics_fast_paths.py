@@ -56,7 +56,9 @@ def test_pruned_top_negatives_equal_a_float64_reference(monkeypatch, n, k, chunk
         z0[::3] = z0[1::3][: len(z0[::3])] if n % 3 == 0 else z0[::3]
     calls = []
     real = similarities._raise_bar
-    monkeypatch.setattr(similarities, "_raise_bar", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(
+        similarities, "_raise_bar", lambda *a, **kw: calls.append(1) or real(*a, **kw)
+    )
     pos, neg = positive_and_top_negative_similarities(z0, z1, k=k, chunk_size=chunk)
     assert calls  # the pruned path ran
     a = torch.nn.functional.normalize(z0.double(), dim=1)

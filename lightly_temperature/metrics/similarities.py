@@ -94,7 +94,7 @@ def positive_and_top_negative_similarities(
             if pruned:
                 _raise_bar(best, bar, start, sims, k)
                 if c != b:
-                    _raise_bar(best, bar, col_start, sims.T, k)
+                    _raise_bar(best, bar, col_start, sims, k, columns=True)
             else:
                 _add(found[b], sims, k)
                 if c != b:
@@ -109,25 +109,56 @@ def positive_and_top_negative_similarities(
 _PRUNE_MIN_RATIO = 8
 
 
-def _raise_bar(best: Tensor, bar: Tensor, offset: int, sims: Tensor, k: int) -> None:
-    """Merges into ``best[offset:offset + r]`` the entries of ``sims`` (``(r, w)``, a view of
-    a reused buffer, or its transpose) above the bar of their row, and raises the bars.
+#: Columns per group of :func:`_raise_bar`: a block is read once for the group maxima, and only
+#: the groups whose maximum passes a row's bar are read again.
+_BAR_GROUP = 32
+
+
+def _raise_bar(
+    best: Tensor, bar: Tensor, offset: int, sims: Tensor, k: int, columns: bool = False
+) -> None:
+    """Merges into ``best[offset:offset + r]`` the entries of each row of ``sims`` (``(r, w)``,
+    a view of a reused buffer; each column, ``(w, r)``, with ``columns``) above the bar of
+    that row, and raises the bars.
 
     Once each row holds the k largest of its other-view row (N - 1 values), few entries of a
-    later block pass its bar (about ``k w / N`` per row): one comparison pass and a short
-    merge per block, where a selection per block would read every entry again.
+    later block pass its bar (about ``k w / N`` per row). So the block's entries are dealt into
+    interleaved groups of 32 (group j: entries j, j + G, j + 2G, ... of a row; the maxima are
+    an elementwise maximum of contiguous slices, also down the columns), and only the groups
+    whose maximum passes the row's bar are gathered (with the < 32 entries left over) and
+    merged with the row's k values: one vectorised pass over the block instead of a selection.
     """
-    rows = sims.shape[0]
-    hits = (sims > bar[offset : offset + rows].unsqueeze(1)).nonzero()  # (m, 2), row-major
-    if hits.shape[0] == 0:
+    length = sims.shape[0] if columns else sims.shape[1]
+    rows = sims.shape[1] if columns else sims.shape[0]
+    limit = bar[offset : offset + rows].unsqueeze(1)
+    groups = length // _BAR_GROUP
+    main = groups * _BAR_GROUP
+    parts = [best[offset : offset + rows]]
+    if groups:
+        if columns:  # (G, w) maxima down the rows of sims, then the small transpose
+            maxima = sims[:main].unflatten(0, (_BAR_GROUP, groups)).amax(dim=0).T
+        else:
+            maxima = sims[:, :main].unflatten(1, (_BAR_GROUP, groups)).amax(dim=1)
+        hit_rows, hit_groups = (maxima > limit).nonzero().unbind(1)  # row-major order
+        if hit_rows.shape[0]:
+            counts = torch.bincount(hit_rows, minlength=rows)
+            slot = torch.arange(hit_rows.shape[0]) - (counts.cumsum(0) - counts)[hit_rows]
+            members = hit_groups.unsqueeze(1) + torch.arange(_BAR_GROUP) * groups  # (h, 32)
+            values = (
+                sims[members, hit_rows.unsqueeze(1)]
+                if columns
+                else sims[hit_rows.unsqueeze(1), members]
+            )
+            extra = torch.full(
+                (rows, int(counts.max()), _BAR_GROUP), float("-inf"), dtype=sims.dtype
+            )
+            extra[hit_rows, slot] = values
+            parts.append(extra.flatten(1))
+    if main < length:
+        parts.append(sims[main:].T if columns else sims[:, main:])
+    if len(parts) == 1:
         return
-    hit_rows, hit_columns = hits.unbind(1)
-    counts = torch.bincount(hit_rows, minlength=rows)
-    width = int(counts.max())
-    slot = torch.arange(hit_rows.shape[0]) - (counts.cumsum(0) - counts)[hit_rows]
-    extra = torch.full((rows, width), float("-inf"), dtype=sims.dtype)
-    extra[hit_rows, slot] = sims[hit_rows, hit_columns]
-    kept = top_k_values(torch.cat([best[offset : offset + rows], extra], dim=1), k)
+    kept = top_k_values(torch.cat(parts, dim=1), k)
     best[offset : offset + rows] = kept
     bar[offset : offset + rows] = kept.amin(dim=1)
 
