@@ -2,8 +2,9 @@
 
 Used by the losses, the functional core and the metrics; nothing else computes them.
 
-- :func:`top_k_indices` / :func:`top_k_values`: the K largest entries of each row (NumPy's
-  SIMD introselect on the CPU, ``torch.topk`` on CUDA).
+- :func:`top_k_indices` / :func:`top_k_values`: the K largest entries of each row (on the CPU
+  NumPy's introselect, for indices on the entries above a threshold taken from a sample of the
+  row; ``torch.topk`` on CUDA).
 - :func:`reduce_similarities`: one autograd node for "similarity matrix, then a per-row
   reduction": the implementation of every loss of the package, in every mode.
 - :func:`reduce_logits`: the same row reduction on logits that are already computed (the
