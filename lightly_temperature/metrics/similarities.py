@@ -111,7 +111,7 @@ _PRUNE_MIN_RATIO = 8
 
 #: Columns per group of :func:`_raise_bar`: a block is read once for the group maxima, and only
 #: the groups whose maximum passes a row's bar are read again.
-_BAR_GROUP = 32
+_BAR_GROUP = 16
 
 
 def _raise_bar(
@@ -123,9 +123,9 @@ def _raise_bar(
 
     Once each row holds the k largest of its other-view row (N - 1 values), few entries of a
     later block pass its bar (about ``k w / N`` per row). So the block's entries are dealt into
-    interleaved groups of 32 (group j: entries j, j + G, j + 2G, ... of a row; the maxima are
+    interleaved groups of 16 (group j: entries j, j + G, j + 2G, ... of a row; the maxima are
     an elementwise maximum of contiguous slices, also down the columns), and only the groups
-    whose maximum passes the row's bar are gathered (with the < 32 entries left over) and
+    whose maximum passes the row's bar are gathered (with the < 16 entries left over) and
     merged with the row's k values: one vectorised pass over the block instead of a selection.
     """
     length = sims.shape[0] if columns else sims.shape[1]
@@ -143,7 +143,7 @@ def _raise_bar(
         if hit_rows.shape[0]:
             counts = torch.bincount(hit_rows, minlength=rows)
             slot = torch.arange(hit_rows.shape[0]) - (counts.cumsum(0) - counts)[hit_rows]
-            members = hit_groups.unsqueeze(1) + torch.arange(_BAR_GROUP) * groups  # (h, 32)
+            members = hit_groups.unsqueeze(1) + torch.arange(_BAR_GROUP) * groups  # (h, 16)
             values = (
                 sims[members, hit_rows.unsqueeze(1)]
                 if columns
