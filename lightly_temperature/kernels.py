@@ -42,6 +42,7 @@ No host synchronisation: every shape is known from the arguments.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -70,14 +71,27 @@ def top_k_indices(values: Tensor, k: int) -> Tensor:
     selection. Elsewhere (CUDA), ``torch.topk``. Not differentiable: gather the values with
     ``values.gather(1, index)`` for a gradient that is exactly zero outside the top k.
     """
-    n = values.shape[1]
-    if values.device.type != "cpu" or values.dtype not in (torch.float32, torch.float64):
+    if not _selected_by_numpy(values):
         return values.topk(k, dim=1, sorted=False).indices
+    return _select_in_chunks(values, k, _top_k_rows)
+
+
+def _selected_by_numpy(values: Tensor) -> bool:
+    """The CPU selections run in NumPy on float32 and float64 CPU tensors; ``torch.topk``
+    serves the others (CUDA, half precision)."""
+    return values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64)
+
+
+def _select_in_chunks(
+    values: Tensor, k: int, select: Callable[[np.ndarray, int], np.ndarray]
+) -> Tensor:
+    """``select(chunk, k)``, ``(r, k)`` column indices per row, over chunks of rows of the CPU
+    tensor ``values`` (one thread; the chunks bound the scratch memory)."""
     array = values.detach().contiguous().numpy()
     out = np.empty((array.shape[0], k), dtype=np.int64)
-    rows = max(1, _SELECTION_CHUNK_ELEMENTS // max(1, n))
+    rows = max(1, _SELECTION_CHUNK_ELEMENTS // max(1, array.shape[1]))
     for start in range(0, array.shape[0], rows):
-        out[start : start + rows] = _top_k_rows(array[start : start + rows], k)
+        out[start : start + rows] = select(array[start : start + rows], k)
     return torch.from_numpy(out)
 
 
@@ -86,6 +100,12 @@ _SAMPLED_MIN_RATIO = 8
 #: From this row length on, rows are handled one by one (few long rows: MoCo's memory bank),
 #: with a sparser sample; below it, a chunk of rows at once (many short rows: SimCLR).
 _LONG_ROW = 16384
+
+
+def _whole_row_top_k(array: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest entries along the last axis: ``argpartition`` of whole rows."""
+    n = array.shape[-1]
+    return np.argpartition(array, n - k, axis=-1)[..., n - k :]
 
 
 def _top_k_rows(chunk: np.ndarray, k: int) -> np.ndarray:
@@ -103,7 +123,7 @@ def _top_k_rows(chunk: np.ndarray, k: int) -> np.ndarray:
     """
     r, n = chunk.shape
     if k * _SAMPLED_MIN_RATIO > n or np.isnan(chunk.max()):
-        return np.argpartition(chunk, n - k, axis=1)[:, n - k :]
+        return _whole_row_top_k(chunk, k)
     step = 16 if n >= _LONG_ROW else 4
     sample = chunk[:, ::step]
     m = sample.shape[1]
@@ -116,17 +136,15 @@ def _top_k_rows(chunk: np.ndarray, k: int) -> np.ndarray:
             row = chunk[i]
             columns = np.flatnonzero(row >= threshold[i])
             if columns.size < k:  # the threshold was too high for this row
-                out[i] = np.argpartition(row, n - k)[n - k :]
+                out[i] = _whole_row_top_k(row, k)
             else:
-                out[i] = columns[
-                    np.argpartition(row[columns], columns.size - k)[columns.size - k :]
-                ]
+                out[i] = columns[_whole_row_top_k(row[columns], k)]
         return out
     kept = chunk >= threshold
     counts = np.count_nonzero(kept, axis=1)
     width = max(int(counts.max()), k)
     if 2 * width > n:
-        return np.argpartition(chunk, n - k, axis=1)[:, n - k :]
+        return _whole_row_top_k(chunk, k)
     flat = np.flatnonzero(kept)  # row-major: row by row, columns ascending
     del kept  # the scratch arrays are dropped as soon as they are used: a lower peak
     rows = np.arange(r)
@@ -139,26 +157,21 @@ def _top_k_rows(chunk: np.ndarray, k: int) -> np.ndarray:
     short_columns[slot] = flat - np.repeat(rows * n, counts)
     del slot, flat
     short, short_columns = short.reshape(r, width), short_columns.reshape(r, width)
-    chosen = np.argpartition(short, width - k, axis=1)[:, width - k :]
-    out = np.take_along_axis(short_columns, chosen, axis=1)
+    out = np.take_along_axis(short_columns, _whole_row_top_k(short, k), axis=1)
     missed = counts < k  # the threshold was too high for these rows
     if missed.any():
-        out[missed] = np.argpartition(chunk[missed], n - k, axis=1)[:, n - k :]
+        out[missed] = _whole_row_top_k(chunk[missed], k)
     return out
 
 
 def bottom_k_indices(values: Tensor, k: int) -> Tensor:
     """Column indices ``(A, k)`` of the ``k`` smallest entries of each row, in no order (the
     selection of :func:`top_k_indices`, from the other end)."""
-    if values.device.type != "cpu" or values.dtype not in (torch.float32, torch.float64):
+    if not _selected_by_numpy(values):
         return values.topk(k, dim=1, largest=False, sorted=False).indices
-    array = values.detach().contiguous().numpy()
-    out = np.empty((array.shape[0], k), dtype=np.int64)
-    rows = max(1, _SELECTION_CHUNK_ELEMENTS // max(1, values.shape[1]))
-    for start in range(0, array.shape[0], rows):
-        chunk = array[start : start + rows]
-        out[start : start + rows] = np.argpartition(chunk, k - 1, axis=1)[:, :k]
-    return torch.from_numpy(out)
+    return _select_in_chunks(
+        values, k, lambda chunk, k: np.argpartition(chunk, k - 1, axis=1)[:, :k]
+    )
 
 
 def top_k_values(values: Tensor, k: int) -> Tensor:
@@ -168,7 +181,7 @@ def top_k_values(values: Tensor, k: int) -> Tensor:
     CPU (values only: no index pairs, SIMD accelerated), ``torch.topk`` elsewhere.
     """
     n = values.shape[1]
-    if values.device.type != "cpu" or values.dtype not in (torch.float32, torch.float64):
+    if not _selected_by_numpy(values):
         return values.topk(k, dim=1, sorted=False).values
     array = values.detach().contiguous().numpy()
     return torch.from_numpy(np.partition(array, n - k, axis=1)[:, n - k :].copy())
@@ -249,7 +262,8 @@ def _reduce_rows(
         # Most columns kept (MoCo's K = 4095 of 4096): the C - K smallest are dropped instead,
         # the same set, reduced over all columns: no (A, K) gather, index or scatter.
         drop = logits.shape[1] - k
-        logits = logits if owned or not drop else logits.clone()
+        if drop and not owned:
+            logits, owned = logits.clone(), True  # dropping writes into the logits
         dropped = None
         if drop:
             dropped = (
@@ -259,11 +273,11 @@ def _reduce_rows(
             if dropped is not None:
                 logits.scatter_(1, dropped, 0.0)
             out = logits.sum(dim=1)
-            weights = logits.fill_(1.0) if owned or drop else torch.ones_like(logits)
+            weights = logits.fill_(1.0) if owned else torch.ones_like(logits)
             return out, weights if dropped is None else weights.scatter_(1, dropped, 0.0), None
         if dropped is not None:
             logits.scatter_(1, dropped, float("-inf"))
-        return _reduce_rows(logits, None, kind, beta, k, owned=owned or bool(drop))
+        return _reduce_rows(logits, None, kind, beta, k, owned)
     index = top_k_indices(logits, k)
     values = logits.gather(1, index)
     if kind == WEIGHTED_LOGMEANEXP:
@@ -282,8 +296,7 @@ def _logit_gradient(
     if index is None:
         return weights * grad_row
     picked = grad_row.expand(index.shape) if weights is None else weights * grad_row
-    zeros = torch.zeros(shape, dtype=grad_out.dtype, device=grad_out.device)
-    return zeros.scatter_(1, index, picked)
+    return _zeros(shape, grad_out, None).scatter_(1, index, picked)
 
 
 def _zeros(shape: torch.Size, like: Tensor, workspace: Tensor | None) -> Tensor:
