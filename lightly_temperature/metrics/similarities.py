@@ -135,15 +135,12 @@ def _raise_bar(
     main = groups * _BAR_GROUP
     parts = [best[offset : offset + rows]]
     if groups:
-        if columns:  # (G, w) maxima down the rows of sims, then the small transpose
-            maxima = sims[:main].unflatten(0, (_BAR_GROUP, groups)).amax(dim=0).T
-        else:
-            maxima = sims[:, :main].unflatten(1, (_BAR_GROUP, groups)).amax(dim=1)
+        maxima = _group_maxima(sims, _BAR_GROUP, groups, columns)
         hit_rows, hit_groups = (maxima > limit).nonzero().unbind(1)  # row-major order
         if hit_rows.shape[0]:
             counts = torch.bincount(hit_rows, minlength=rows)
             slot = torch.arange(hit_rows.shape[0]) - (counts.cumsum(0) - counts)[hit_rows]
-            members = hit_groups.unsqueeze(1) + torch.arange(_BAR_GROUP) * groups  # (h, 16)
+            members = _group_members(hit_groups, _BAR_GROUP, groups)  # (h, 16)
             values = (
                 sims[members, hit_rows.unsqueeze(1)]
                 if columns
@@ -197,10 +194,8 @@ def _top_k_values(sims: Tensor, k: int, sorted: bool = False) -> Tensor:
     if groups < 2 * k:  # too few groups to save anything
         return _select(sims, k, sorted)
     main = groups * group
-    maxima = sims[:, :main].unflatten(1, (group, groups)).amax(dim=1)  # (rows, groups)
-    chosen = top_k_indices(maxima, k)  # (rows, k)
-    offsets = torch.arange(group, device=sims.device) * groups
-    columns = (chosen.unsqueeze(2) + offsets).flatten(1)  # (rows, k * group)
+    chosen = top_k_indices(_group_maxima(sims, group, groups), k)  # (rows, k)
+    columns = _group_members(chosen, group, groups).flatten(1)  # (rows, k * group)
     candidates = torch.cat([sims.gather(1, columns), sims[:, main:]], dim=1)
     return _select(candidates, k, sorted)
 
@@ -219,13 +214,29 @@ def _top_k_column_values(sims: Tensor, k: int) -> Tensor:
     if groups < 2 * k:  # too few groups to save anything
         return _select(sims.T.contiguous(), k, False)
     main = groups * group
-    maxima = sims[:main].unflatten(0, (group, groups)).amax(dim=0)  # (groups, width)
-    chosen = top_k_indices(maxima.T.contiguous(), k)  # (width, k)
-    offsets = torch.arange(group, device=sims.device) * groups
-    row_index = (chosen.unsqueeze(2) + offsets).flatten(1)  # (width, k * group)
+    chosen = top_k_indices(_group_maxima(sims, group, groups, columns=True), k)  # (width, k)
+    row_index = _group_members(chosen, group, groups).flatten(1)  # (width, k * group)
     column_index = torch.arange(width, device=sims.device).unsqueeze(1)
     candidates = torch.cat([sims[row_index, column_index], sims[main:].T], dim=1)
     return _select(candidates, k, False)
+
+
+def _group_maxima(sims: Tensor, group: int, groups: int, columns: bool = False) -> Tensor:
+    """``(rows, groups)`` maxima of interleaved groups of ``group`` entries of each row of
+    ``sims`` (of each column with ``columns``): group j holds entries j, j + G, j + 2G, ... for
+    G = ``groups``, so the maxima are an elementwise maximum of contiguous slices, one
+    vectorised pass (down the rows of ``sims`` for its columns: no transposed view is read).
+    The entries after the first ``group * groups`` are in no group."""
+    main = group * groups
+    if columns:
+        return sims[:main].unflatten(0, (group, groups)).amax(dim=0).T
+    return sims[:, :main].unflatten(1, (group, groups)).amax(dim=1)
+
+
+def _group_members(group_index: Tensor, group: int, groups: int) -> Tensor:
+    """``(..., group)`` positions within a row of the entries of the groups ``group_index`` of
+    :func:`_group_maxima`."""
+    return group_index.unsqueeze(-1) + torch.arange(group, device=group_index.device) * groups
 
 
 def _select(values: Tensor, k: int, sorted: bool) -> Tensor:
