@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -72,10 +74,15 @@ from bench_metrics import make_data  # noqa: E402
 from lightly.loss import NTXentLoss  # noqa: E402
 
 from lightly_temperature import (  # noqa: E402
+    DebiasedContrastiveLoss,
+    DecoupledContrastiveLoss,
     HardContrastiveLoss,
     HardnessMonitor,
+    HardSimpleLoss,
+    HCLLoss,
     MoCo,
     SimCLR,
+    SimpleLoss,
     TemperatureAnalysis,
     metrics,
 )
@@ -99,6 +106,7 @@ class Sizes(NamedTuple):
     repeats: int
     log_every: int  # HardnessMonitor's logging steps
     analysis_every: int  # TemperatureAnalysis's epochs
+    exact: tuple[int, int, int]  # (batch, bank, metrics N) of part (d)
 
 
 REAL = Sizes(
@@ -114,6 +122,7 @@ REAL = Sizes(
     repeats=7,
     log_every=10,
     analysis_every=4,
+    exact=(512, 4096, 8192),
 )
 DRY = Sizes(
     steps=4,
@@ -128,6 +137,7 @@ DRY = Sizes(
     repeats=2,
     log_every=2,
     analysis_every=1,
+    exact=(12, 64, 80),
 )
 
 
@@ -276,6 +286,7 @@ def train_part(device: torch.device, sizes: Sizes, root: Path) -> list[list[str]
             trainer.fit(module, loader)
         except RuntimeError as error:  # a synchronisation in a guarded region, among others
             guard.teardown(trainer, module, "fit")
+            traceback.print_exc()  # where: the error itself does not say
             message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             rows.append([method, f"FAILED at step {trainer.global_step}: {message}"] + [""] * 5)
             print(" | ".join(rows[-1]), flush=True)
@@ -385,6 +396,194 @@ def metrics_part(device: torch.device, sizes: Sizes) -> list[list[str]]:
     return rows
 
 
+# --- (d) values and gradients on the device against float64 and the CPU ---------------------
+
+#: Largest relative error accepted for a float32 loss or metric on the device. A wrong
+#: selection, a missed mask or a product in bf16 is orders of magnitude above it.
+EXACT_TOLERANCE = 1e-4
+EXACT_TEMPERATURE = 0.2
+NO_REFERENCE = -1  # a case without a float64 formula here (its CPU path is tested against one)
+
+
+class ExactCase(NamedTuple):
+    name: str
+    build: Any  # memory_bank_size -> loss module
+    reference_k: int | None  # K of the float64 hard contrastive loss, None: all negatives
+    memory_bank: bool = True
+
+
+def exact_cases(negatives: int) -> list[ExactCase]:
+    """The losses checked in part (d); ``negatives``: how many each anchor has."""
+    t = EXACT_TEMPERATURE
+    k8 = max(1, round(0.08 * negatives))
+    k_most = 3 * negatives // 4  # a top-K sum with K > C/2 drops the smallest instead
+    return [
+        ExactCase("NTXentLoss", lambda b: NTXentLoss(t, memory_bank_size=b), None),
+        ExactCase(
+            "HardContrastive(None)",
+            lambda b: HardContrastiveLoss(t, b, hard_negatives=None),
+            None,
+        ),
+        ExactCase(f"HardContrastive(K={k8})", lambda b: HardContrastiveLoss(t, b, False, k8), k8),
+        ExactCase(
+            f"HardContrastive(K={negatives - 1})",
+            lambda b: HardContrastiveLoss(t, b, False, negatives - 1),
+            negatives - 1,
+        ),
+        ExactCase("Simple", lambda b: SimpleLoss(t, b), NO_REFERENCE),
+        ExactCase(f"HardSimple(K={k8})", lambda b: HardSimpleLoss(t, b, False, k8), NO_REFERENCE),
+        ExactCase(
+            f"HardSimple(K={k_most})", lambda b: HardSimpleLoss(t, b, False, k_most), NO_REFERENCE
+        ),
+        ExactCase("HCL", lambda b: HCLLoss(0.5, 1.0, 0.1, b), NO_REFERENCE),
+        ExactCase(f"HCL(K={k8})", lambda b: HCLLoss(0.5, 1.0, 0.1, b, False, k8), NO_REFERENCE),
+        ExactCase("Debiased", lambda b: DebiasedContrastiveLoss(0.5, 0.1, b), NO_REFERENCE),
+        ExactCase("Decoupled", lambda b: DecoupledContrastiveLoss(t), NO_REFERENCE, False),
+        ExactCase("DecoupledW", lambda b: DecoupledContrastiveLoss(t, 0.5), NO_REFERENCE, False),
+    ]
+
+
+def float64_hard_contrastive(
+    x: Tensor, y: Tensor, bank: Tensor | None, temperature: float, k: int | None
+) -> Tensor:
+    """Wang & Liu's hard contrastive loss in float64 in Lightly's layout (SimCLR when ``bank``
+    is None, else MoCo over the bank's rows); ``k`` most similar negatives, or all of them."""
+    z0 = torch.nn.functional.normalize(x.double(), dim=1)
+    z1 = torch.nn.functional.normalize(y.double(), dim=1)
+    if bank is None:
+        n = z0.shape[0]
+        z = torch.cat([z0, z1])
+        similarities = z @ z.T
+        rows = torch.arange(2 * n)
+        partners = (rows + n) % (2 * n)
+        positive = similarities[rows, partners]
+        excluded = torch.zeros_like(similarities, dtype=torch.bool)
+        excluded[rows, rows] = excluded[rows, partners] = True
+        negatives = similarities.masked_fill(excluded, float("-inf"))
+    else:
+        positive = (z0 * z1).sum(dim=1)
+        negatives = z0 @ torch.nn.functional.normalize(bank.double(), dim=1).T
+    if k is not None:
+        negatives = negatives.topk(k, dim=1).values
+    logits = torch.cat([positive[:, None], negatives], dim=1) / temperature
+    return (torch.logsumexp(logits, dim=1) - positive / temperature).mean()
+
+
+def value_and_gradients(
+    loss: nn.Module, x: Tensor, y: Tensor, autocast: bool = False
+) -> tuple[Tensor, Tensor]:
+    """The loss of ``(x, y)`` and its gradients with respect to both, as float64 on the CPU."""
+    x = x.detach().clone().requires_grad_(True)
+    y = y.detach().clone().requires_grad_(True)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+        value = loss(x, y)
+    value.backward()
+    grads = torch.cat([x.grad.flatten(), y.grad.flatten()])
+    return value.detach().double().cpu(), grads.double().cpu()
+
+
+def relative_error(value: Tensor, reference: Tensor) -> float:
+    """Largest absolute difference over the reference's largest magnitude."""
+    scale = reference.abs().max().clamp_min(torch.finfo(torch.float64).tiny)
+    return float((value - reference).abs().max() / scale)
+
+
+def exact_part(device: torch.device, sizes: Sizes) -> list[list[str]]:
+    batch, bank_entries, _ = sizes.exact
+    rows = []
+    for mode, bank_size in (("SimCLR", 0), ("MoCo", bank_entries)):
+        torch.manual_seed(0)
+        x, y = torch.randn(batch, 128), torch.randn(batch, 128)
+        negatives = bank_size or 2 * batch - 2
+        size = (bank_size, 128) if bank_size else 0
+        for case in exact_cases(negatives):
+            if bank_size and not case.memory_bank:
+                continue
+            cpu_loss = case.build(size)
+            # The same memory bank on both sides (updated by the first call of each).
+            rounded_loss = copy.deepcopy(cpu_loss)
+            device_loss = copy.deepcopy(cpu_loss).to(device)
+            autocast_loss = copy.deepcopy(cpu_loss).to(device)
+            bank = cpu_loss.memory_bank.bank.clone() if bank_size else None
+            cpu_value, cpu_grads = value_and_gradients(cpu_loss, x, y)
+            value, grads = value_and_gradients(device_loss, x.to(device), y.to(device))
+            cells = [f"{relative_error(value, cpu_value):.1e}"]
+            cells.append(f"{relative_error(grads, cpu_grads):.1e}")
+            errors = [relative_error(value, cpu_value), relative_error(grads, cpu_grads)]
+            if case.reference_k == NO_REFERENCE:
+                cells += ["", ""]
+            else:
+                xr, yr = x.double().requires_grad_(True), y.double().requires_grad_(True)
+                reference = float64_hard_contrastive(
+                    xr, yr, bank, EXACT_TEMPERATURE, case.reference_k
+                )
+                reference.backward()
+                reference_grads = torch.cat([xr.grad.flatten(), yr.grad.flatten()])
+                vs64 = [
+                    relative_error(value, reference.detach()),
+                    relative_error(grads, reference_grads),
+                ]
+                cells += [f"{e:.1e}" for e in vs64]
+                errors += vs64
+            # bf16 inputs under autocast, as a model's outputs arrive: float32 logits expected.
+            xb, yb = x.bfloat16(), y.bfloat16()
+            cpu_rounded, _ = value_and_gradients(rounded_loss, xb.float(), yb.float())
+            autocast_value, _ = value_and_gradients(
+                autocast_loss, xb.to(device), yb.to(device), autocast=True
+            )
+            errors.append(relative_error(autocast_value, cpu_rounded))
+            cells.append(f"{errors[-1]:.1e}")
+            if isinstance(cpu_loss, NTXentLoss):
+                status = "Lightly's, for comparison"  # its logits follow autocast (bf16)
+            else:
+                status = "ok" if max(errors) <= EXACT_TOLERANCE else "FAILED"
+            rows.append([mode, case.name, *cells, status])
+            print(" | ".join(rows[-1]), flush=True)
+    rows += exact_metric_rows(device, sizes.exact[2])
+    return rows
+
+
+def exact_metric_rows(device: torch.device, n: int) -> list[list[str]]:
+    """Uniformity, tolerance and the top-10 negatives on the device against float64 formulas
+    and against the CPU's float32."""
+    z0, z1, labels = make_data(n, torch.device("cpu"))
+    z = torch.nn.functional.normalize(z0.double(), dim=1)
+    w = torch.nn.functional.normalize(z1.double(), dim=1)
+    similarities = z @ z.T
+    same = labels[:, None] == labels[None, :]
+    same.fill_diagonal_(False)
+    rows = torch.arange(n)
+    everything = torch.cat([similarities, z @ w.T], dim=1)  # anchor i against z0 and z1
+    everything[rows, rows] = everything[rows, rows + n] = float("-inf")
+
+    def top10(a: Tensor, b: Tensor) -> Tensor:
+        positive, negatives = metrics.positive_and_top_negative_similarities(a, b, k=10)
+        return torch.cat([positive[:, None], negatives.sort(dim=1, descending=True).values], 1)
+
+    checks = {
+        "uniformity_loss": (
+            lambda a, b, c: metrics.uniformity_loss(a),
+            torch.pdist(z).pow(2).mul(-2.0).exp().mean().log(),
+        ),
+        "tolerance": (lambda a, b, c: metrics.tolerance(a, c), similarities[same].mean()),
+        "top-10 negatives": (
+            lambda a, b, c: top10(a, b),
+            torch.cat([(z * w).sum(1)[:, None], everything.topk(10, dim=1).values], dim=1),
+        ),
+    }
+    out = []
+    for name, (metric, reference) in checks.items():
+        on_device = metric(z0.to(device), z1.to(device), labels.to(device)).double().cpu()
+        on_cpu = metric(z0, z1, labels).double()
+        errors = [relative_error(on_device, on_cpu), relative_error(on_device, reference)]
+        status = "ok" if max(errors) <= EXACT_TOLERANCE else "FAILED"
+        out.append(
+            [f"metrics N={n:,}", name, f"{errors[0]:.1e}", "", f"{errors[1]:.1e}", "", "", status]
+        )
+        print(" | ".join(out[-1]), flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="CPU, toy sizes (the smoke test)")
@@ -408,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         train_rows = train_part(device, sizes, root)
     loss_rows = loss_part(device, sizes)
     metric_rows = metrics_part(device, sizes)
+    exact_rows = exact_part(device, sizes)
     elapsed = time.perf_counter() - started
     guard = (
         "raises on a deliberate `.item()`, checked before training"
@@ -451,6 +651,25 @@ def main(argv: list[str] | None = None) -> int:
             markdown_table(
                 ["size", "metric", "ms (median)", "time / floor", "peak extra MiB"], metric_rows
             ),
+            f"(d) Values and gradients on the device: relative errors (largest difference over "
+            f"the reference's largest magnitude) against the same code on the CPU in float32 "
+            f"and against float64 formulas, and of the value with bf16 inputs under autocast "
+            f"against the CPU on the same rounded inputs; batch {sizes.exact[0]}, MoCo bank "
+            f"{sizes.exact[1]}, tau {EXACT_TEMPERATURE} (0.5 for HCL and Debiased); 'ok' up to "
+            f"{EXACT_TOLERANCE:.0e}.",
+            markdown_table(
+                [
+                    "setting",
+                    "loss or metric",
+                    "value vs CPU",
+                    "gradients vs CPU",
+                    "value vs float64",
+                    "gradients vs float64",
+                    "bf16 autocast value vs CPU",
+                    "status",
+                ],
+                exact_rows,
+            ),
             f"Total {elapsed:.0f} s (limit {TIME_LIMIT_S} s).",
         ]
     )
@@ -463,8 +682,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = [row[0] for row in train_rows if row[1].startswith("FAILED")]
     if failed:
         print(f"FAILED: training of {', '.join(failed)} (see table (a))")
-        return 1
-    return 0
+    inexact = [f"{row[0]} {row[1]}" for row in exact_rows if row[-1] == "FAILED"]
+    if inexact:
+        print(f"FAILED: values on the device off their references: {', '.join(inexact)}")
+    return 1 if failed or inexact else 0
 
 
 if __name__ == "__main__":
