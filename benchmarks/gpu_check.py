@@ -197,6 +197,11 @@ class SyncGuard(pl.Callback):
     def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._exit()
 
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self._exit()  # before Lightning's teardown, which copies to the host
+
 
 @contextlib.contextmanager
 def sync_errors(device: torch.device) -> Iterator[None]:

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lightly_temperature._device import on_host
+
 HardNegatives = Optional[Union[int, float]]
 
 
@@ -101,7 +103,7 @@ def check_temperature(temperature: float | Tensor, name: str = "temperature") ->
     if not temperature.is_floating_point():
         raise ValueError(f"{name} must be a floating tensor, got dtype {temperature.dtype}")
     valid = torch.isfinite(temperature.detach()) & (temperature.detach() > 0)
-    if temperature.device.type == "cpu":
+    if on_host(temperature):
         if not bool(valid.all()):
             raise ValueError(f"{name} must be a finite float > 0, got {temperature.item()!r}")
     else:
@@ -178,7 +180,7 @@ def check_indices(indices: Tensor, batch_size: int, num_samples: int | None = No
             f"got shape {tuple(indices.shape)}"
         )
     if num_samples is not None and indices.numel() > 0:
-        if indices.device.type == "cpu":
+        if on_host(indices):
             low, high = int(indices.min()), int(indices.max())
             if low < 0 or high >= num_samples:
                 bad = low if low < 0 else high

@@ -49,6 +49,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from lightly_temperature._device import on_host
+
 LOGSUMEXP = "logsumexp"
 SUM = "sum"
 #: ``log Σ_j softmax(β L)_j e^{L_j}``: the log of the importance-weighted mean of ``e^L``.
@@ -79,7 +81,7 @@ def top_k_indices(values: Tensor, k: int) -> Tensor:
 def _selected_by_numpy(values: Tensor) -> bool:
     """The CPU selections run in NumPy on float32 and float64 CPU tensors; ``torch.topk``
     serves the others (CUDA, half precision)."""
-    return values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64)
+    return on_host(values) and values.dtype in (torch.float32, torch.float64)
 
 
 def _select_in_chunks(
@@ -200,7 +202,7 @@ def _softmax(values: Tensor, owned: bool) -> Tensor:
     ``(A, C)`` buffer costs page faults there that take longer than the softmax itself (on
     CUDA the caching allocator makes a new buffer cheap, and the kernels are not written for
     an output that aliases the input)."""
-    if owned and values.device.type == "cpu" and values.is_contiguous():
+    if owned and on_host(values) and values.is_contiguous():
         return torch.ops.aten._softmax.out(values, 1, False, out=values)
     return torch.softmax(values, dim=1)
 

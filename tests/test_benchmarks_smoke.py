@@ -139,6 +139,31 @@ def test_gpu_check_dry_run_guards_the_loss_and_monitor_paths(tmp_path, monkeypat
     assert docs.read_text() == before
 
 
+def test_gpu_check_training_takes_no_host_synchronisation_on_the_device_paths(
+    tmp_path, monkeypatch
+):
+    """The GPU check's training, on the package's device paths (for CPU tensors), records no
+    operation in its guarded regions that would synchronise with a CUDA device."""
+    from tests._host_sync import HostSyncRecorder, run_device_paths_on_cpu
+
+    run_device_paths_on_cpu(monkeypatch)
+    script = load_script(BENCHMARKS / "gpu_check.py")
+    recorder = HostSyncRecorder()
+    regions = []
+
+    @contextlib.contextmanager
+    def recording_region(device):
+        regions.append(device)
+        with recorder:
+            yield
+
+    monkeypatch.setattr(script, "sync_errors", recording_region)
+    rows = script.train_part(torch.device("cpu"), script.DRY, tmp_path)
+    assert [row[0] for row in rows] == ["SimCLR", "MoCo"]
+    assert all(not row[1].startswith("FAILED") for row in rows), rows
+    assert len(regions) == 2 * 2 * script.DRY.steps and recorder.found == []
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_check_guard_raises_on_a_synchronisation():
     script = load_script(BENCHMARKS / "gpu_check.py")

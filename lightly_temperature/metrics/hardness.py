@@ -97,7 +97,10 @@ def hardness_statistics(
     loss = info_nce_from_logits(positive / tau, logits)  # the loss over its K negatives
     penalties = torch.softmax(logits, dim=1)  # -inf entries get r = 0 and entr(0) = 0
     entropy = torch.special.entr(penalties).sum(dim=1)
-    temperature = tau.detach().float() if isinstance(tau, Tensor) else positive.new_tensor(tau)
+    if isinstance(tau, Tensor):
+        temperature = tau.detach().float()
+    else:  # a fill, not a copy from the host: no synchronisation with a device
+        temperature = torch.full((), tau, dtype=positive.dtype, device=positive.device)
     # The penalties grow with the similarity: the k hardest carry the k largest r, whose sum
     # is their log-sum-exp against all of the loss's (all of them when k >= K).
     if num_top >= num_used:

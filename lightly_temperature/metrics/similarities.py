@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from lightly_temperature._device import on_host
 from lightly_temperature.kernels import top_k_indices, top_k_values
 from lightly_temperature.metrics._common import (
     DEFAULT_CHUNK_SIZE,
@@ -65,7 +66,7 @@ def positive_and_top_negative_similarities(
     same_view = torch.empty(width, width, dtype=z0.dtype, device=z0.device)
     # On the CPU, with k well below N: the k largest so far of each row, and the smallest of
     # them (a bar that a value must pass to enter; an equal value changes no value kept).
-    pruned = z0.device.type == "cpu" and _PRUNE_MIN_RATIO * k <= n
+    pruned = on_host(z0) and _PRUNE_MIN_RATIO * k <= n
     best = torch.empty(n, k, dtype=z0.dtype) if pruned else None
     bar = torch.empty(n, dtype=z0.dtype) if pruned else None
     # Per row block, the candidates found so far: the k largest of each block of columns.
