@@ -10,7 +10,8 @@ from lightly_temperature.metrics import (
     similarities,
     uniformity_loss,
 )
-from lightly_temperature.metrics.similarities import _top_k_column_values, _top_k_values
+from lightly_temperature.metrics.similarities import _top_k_values
+from tests._host_sync import HostSyncRecorder, run_device_paths_on_cpu
 
 
 @pytest.mark.parametrize("width, k", [(80, 10), (1003, 10), (4099, 3), (650, 1), (30, 10)])
@@ -22,17 +23,6 @@ def test_grouped_top_k_equals_topk(width, k):
     sims[4] = sims[4].round(decimals=1)  # many ties
     got = _top_k_values(sims, k, sorted=True)
     torch.testing.assert_close(got, sims.topk(k, dim=1).values, rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("rows, k", [(80, 10), (1003, 10), (4099, 3), (650, 1), (30, 10)])
-def test_grouped_top_k_down_the_columns_equals_topk_of_the_transpose(rows, k):
-    g = torch.Generator().manual_seed(rows)
-    sims = torch.rand(rows, 17, generator=g) * 2 - 1
-    sims[5, :] = float("-inf")
-    sims[-1, 3] = 5.0  # the largest entry in the left-over rows
-    sims[:, 4] = sims[:, 4].round(decimals=1)  # many ties
-    got = _top_k_column_values(sims, k).sort(dim=1, descending=True).values
-    torch.testing.assert_close(got, sims.T.topk(k, dim=1).values, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(
@@ -70,11 +60,30 @@ def test_pruned_top_negatives_equal_a_float64_reference(monkeypatch, n, k, chunk
     expected = sims.topk(k, dim=1).values
     torch.testing.assert_close(neg.double(), expected, rtol=0, atol=1e-6)
     torch.testing.assert_close(pos.double(), (a * b).sum(1), rtol=0, atol=1e-6)
-    # The same values as the selection without the bar (every block selected in full).
-    monkeypatch.setattr(similarities, "_PRUNE_MIN_RATIO", 10**9)
-    assert torch.equal(
-        positive_and_top_negative_similarities(z0, z1, k=k, chunk_size=chunk)[1], neg
-    )
+    # The device path (each row block against all candidates) selects the same values.
+    run_device_paths_on_cpu(monkeypatch)
+    with HostSyncRecorder() as recorder:
+        device_pos, device_neg = positive_and_top_negative_similarities(
+            z0, z1, k=k, chunk_size=chunk
+        )
+    assert recorder.found == []
+    torch.testing.assert_close(device_neg.double(), expected, rtol=0, atol=1e-6)
+    assert torch.equal(device_pos, pos)
+
+
+@pytest.mark.parametrize("n, k, chunk", [(40, 10, 7), (300, 200, 64), (2, 1, 1), (33, 64, 5)])
+def test_top_negatives_by_row_block_equal_a_float64_reference(n, k, chunk):
+    # The path for a k above N / 8 on the CPU (and every k on a GPU).
+    g = torch.Generator().manual_seed(n + k)
+    z0, z1 = torch.randn(n, 5, generator=g), torch.randn(n, 5, generator=g)
+    pos, neg = positive_and_top_negative_similarities(z0, z1, k=k, chunk_size=chunk)
+    a = torch.nn.functional.normalize(z0.double(), dim=1)
+    b = torch.nn.functional.normalize(z1.double(), dim=1)
+    sims = torch.cat([a @ a.T, a @ b.T], dim=1)
+    rows = torch.arange(n)
+    sims[rows, rows] = sims[rows, rows + n] = float("-inf")
+    torch.testing.assert_close(neg.double(), sims.topk(k, dim=1).values, rtol=0, atol=1e-6)
+    torch.testing.assert_close(pos.double(), (a * b).sum(1), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64])
@@ -85,4 +94,19 @@ def test_uniformity_loss_equals_the_direct_log_mean_exp(chunk):
     off = ~torch.eye(150, dtype=torch.bool)
     expected = sq[off].mul(-2.0).exp().mean().log()
     got = uniformity_loss(z, chunk_size=chunk)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 150])
+def test_uniformity_loss_on_the_device_path_equals_the_direct_log_mean_exp(monkeypatch, chunk):
+    # On a GPU each row block meets all the columns from its diagonal on in one product.
+    z = torch.randn(150, 12, generator=torch.Generator().manual_seed(chunk), dtype=torch.float64)
+    zn = torch.nn.functional.normalize(z, dim=1)
+    off = ~torch.eye(150, dtype=torch.bool)
+    expected = torch.cdist(zn, zn).pow(2)[off].mul(-2.0).exp().mean().log()
+    run_device_paths_on_cpu(monkeypatch)
+    with HostSyncRecorder() as recorder:
+        got = uniformity_loss(z, chunk_size=chunk)
+    # The check for rows without a direction reads one count back, before the blocks.
+    assert [found.split(" ")[0] for found in recorder.found] == ["aten._local_scalar_dense"]
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)

@@ -59,51 +59,64 @@ def positive_and_top_negative_similarities(
     z0 = F.normalize(z0, dim=1)
     z1 = F.normalize(z1, dim=1)
     positive = (z0 * z1).sum(dim=1)
+    if on_host(z0) and _PRUNE_MIN_RATIO * k <= n:
+        return positive, _top_negatives_pruned(z0, z1, k, chunk_size)
+    return positive, _top_negatives_by_row_block(z0, z1, k, chunk_size)
+
+
+def _top_negatives_by_row_block(z0: Tensor, z1: Tensor, k: int, chunk_size: int) -> Tensor:
+    """Each block of anchors against all 2N candidates in one product, then one grouped
+    selection per block: few, large operations, for a GPU, where their number bounds the time,
+    and for a k too large to prune. No value is read back to the host."""
+    n = z0.shape[0]
+    candidates = torch.cat([z0, z1])  # column j: z0[j]; column N + j: z1[j]
+    blocks = list(chunks(n, chunk_size))
+    buffer = torch.empty(blocks[0][1] - blocks[0][0], 2 * n, dtype=z0.dtype, device=z0.device)
+    top = torch.empty(n, k, dtype=z0.dtype, device=z0.device)
+    for start, stop in blocks:
+        sims = buffer[: stop - start]
+        torch.mm(z0[start:stop], candidates.T, out=sims)  # (c, 2N)
+        sims[:, start:stop].diagonal().fill_(float("-inf"))  # the anchor itself
+        sims[:, n + start : n + stop].diagonal().fill_(float("-inf"))  # its positive
+        top[start:stop] = _top_k_values(sims, k, sorted=True)
+    return top
+
+
+def _top_negatives_pruned(z0: Tensor, z1: Tensor, k: int, chunk_size: int) -> Tensor:
+    """On the CPU, with k well below N: the k largest so far of each row, and the smallest of
+    them (a bar that a value must pass to enter; an equal value changes no value kept). The
+    products with the other view are computed in full, those within ``z0`` once per pair of
+    blocks (the matrix is symmetric)."""
+    n = z0.shape[0]
     blocks = list(chunks(n, chunk_size))
     width = blocks[0][1] - blocks[0][0]
     # Reused buffers: a fresh (c, N) allocation per block costs as much as its product here.
     other_view = torch.empty(width, n, dtype=z0.dtype, device=z0.device)
     same_view = torch.empty(width, width, dtype=z0.dtype, device=z0.device)
-    # On the CPU, with k well below N: the k largest so far of each row, and the smallest of
-    # them (a bar that a value must pass to enter; an equal value changes no value kept).
-    pruned = on_host(z0) and _PRUNE_MIN_RATIO * k <= n
-    best = torch.empty(n, k, dtype=z0.dtype) if pruned else None
-    bar = torch.empty(n, dtype=z0.dtype) if pruned else None
-    # Per row block, the candidates found so far: the k largest of each block of columns.
-    found: list[list[Tensor]] = [[] for _ in blocks]
-    for b, (start, stop) in enumerate(blocks):
+    best = torch.empty(n, k, dtype=z0.dtype)
+    bar = torch.empty(n, dtype=z0.dtype)
+    for start, stop in blocks:
         # The other view: every z1[j] but the positive.
         sims = other_view[: stop - start]
         torch.mm(z0[start:stop], z1.T, out=sims)  # (c, N)
         rows = torch.arange(stop - start, device=z0.device)
         sims[rows, rows + start] = float("-inf")
-        if pruned:
-            best[start:stop] = _top_k_values(sims, k)
-            bar[start:stop] = best[start:stop].amin(dim=1)
-        else:
-            _add(found[b], sims, k)
+        best[start:stop] = _top_k_values(sims, k)
+        bar[start:stop] = best[start:stop].amin(dim=1)
     # The same view: z0 @ z0.T is symmetric, so each block above the diagonal serves the rows
     # of both its row block and its column block (half the products of the full matrix); the
-    # column block's candidates are selected down the columns, without a transposed copy.
+    # column block's candidates are merged down the columns, without a transposed copy.
     for b, (start, stop) in enumerate(blocks):
-        for c, (col_start, col_stop) in enumerate(blocks[b:], start=b):
+        for col_start, col_stop in blocks[b:]:
             sims = same_view[: stop - start, : col_stop - col_start]
             torch.mm(z0[start:stop], z0[col_start:col_stop].T, out=sims)  # (c, c')
-            if c == b:
+            if col_start == start:
                 rows = torch.arange(stop - start, device=z0.device)
                 sims[rows, rows] = float("-inf")  # the anchor itself
-            if pruned:
-                _raise_bar(best, bar, start, sims, k)
-                if c != b:
-                    _raise_bar(best, bar, col_start, sims, k, columns=True)
-            else:
-                _add(found[b], sims, k)
-                if c != b:
-                    _add(found[c], sims, k, columns=True)
-    if pruned:
-        return positive, best.sort(dim=1, descending=True).values
-    top = [torch.cat(parts, dim=1).topk(k, dim=1, sorted=True).values for parts in found]
-    return positive, torch.cat(top, dim=0)
+            _raise_bar(best, bar, start, sims, k)
+            if col_start != start:
+                _raise_bar(best, bar, col_start, sims, k, columns=True)
+    return best.sort(dim=1, descending=True).values
 
 
 #: The pruned selection runs when k <= N / _PRUNE_MIN_RATIO (the usual k = 10).
@@ -161,21 +174,6 @@ def _raise_bar(
     bar[offset : offset + rows] = kept.amin(dim=1)
 
 
-def _add(parts: list[Tensor], sims: Tensor, k: int, keep: int = 8, columns: bool = False) -> None:
-    """Adds the k largest of each row (each column with ``columns``) of ``sims`` to ``parts``,
-    compacted every few blocks.
-
-    ``sims`` may be a reused buffer: what is kept is always a new tensor.
-    """
-    if columns:
-        parts.append(_top_k_column_values(sims, k) if sims.shape[0] > k else sims.T.clone())
-    else:
-        parts.append(_top_k_values(sims, k) if sims.shape[1] > k else sims.clone())
-    if len(parts) >= keep:
-        merged = torch.cat(parts, dim=1)
-        parts[:] = [top_k_values(merged, k) if merged.shape[1] > k else merged]
-
-
 def _top_k_values(sims: Tensor, k: int, sorted: bool = False) -> Tensor:
     """``sims.topk(k, dim=1, sorted=sorted).values``, with the full rows read only once.
 
@@ -199,27 +197,6 @@ def _top_k_values(sims: Tensor, k: int, sorted: bool = False) -> Tensor:
     columns = _group_members(chosen, group, groups).flatten(1)  # (rows, k * group)
     candidates = torch.cat([sims.gather(1, columns), sims[:, main:]], dim=1)
     return _select(candidates, k, sorted)
-
-
-def _top_k_column_values(sims: Tensor, k: int) -> Tensor:
-    """``sims.T.topk(k, dim=1).values`` (in no order) without a transposed copy of ``sims``.
-
-    The grouping of :func:`_top_k_values` down the columns: the rows are dealt into groups (an
-    elementwise maximum of contiguous row slices), and only the small ``(groups, columns)``
-    matrix of maxima and the ``k * g`` entries of each column's chosen groups are transposed
-    or gathered. Exact, by the same argument.
-    """
-    rows, width = sims.shape
-    group = max(4, math.isqrt(rows // k))
-    groups = rows // group
-    if groups < 2 * k:  # too few groups to save anything
-        return _select(sims.T.contiguous(), k, False)
-    main = groups * group
-    chosen = top_k_indices(_group_maxima(sims, group, groups, columns=True), k)  # (width, k)
-    row_index = _group_members(chosen, group, groups).flatten(1)  # (width, k * group)
-    column_index = torch.arange(width, device=sims.device).unsqueeze(1)
-    candidates = torch.cat([sims[row_index, column_index], sims[main:].T], dim=1)
-    return _select(candidates, k, False)
 
 
 def _group_maxima(sims: Tensor, group: int, groups: int, columns: bool = False) -> Tensor:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from lightly_temperature._device import on_host
 from lightly_temperature._validation import check_positive
 from lightly_temperature.metrics._common import (
     DEFAULT_CHUNK_SIZE,
@@ -64,26 +65,38 @@ def uniformity_loss(z: Tensor, t: float = 2.0, chunk_size: int = DEFAULT_CHUNK_S
     # -t ||z_i - z_j||^2 = 2t s_ij - 2t for unit vectors: 2t is folded into one (N, D) operand,
     # so each block costs one product, one max, one subtraction, one exp and one sum. The
     # matrix is symmetric: only the blocks on and above the diagonal are computed, those above
-    # it count twice. One reused buffer: no fresh (c, c') allocation per block.
+    # it count twice. One reused buffer: no fresh allocation per block. On the CPU the blocks
+    # are square (they stay in cache); on a GPU, where the number of operations bounds the
+    # time, each row block meets all the columns from its diagonal on in one product.
     scaled = z * (2.0 * t)
     blocks = list(chunks(n, chunk_size))
     width = blocks[0][1] - blocks[0][0]
-    buffer = torch.empty(width, width, dtype=z.dtype, device=z.device)
+    wide = not on_host(z)
+    if wide:  # contiguous blocks of any width
+        flat = torch.empty(width * n, dtype=z.dtype, device=z.device)
+    else:  # views of one square buffer (their sums are the reference values of the studies)
+        square = torch.empty(width, width, dtype=z.dtype, device=z.device)
     partial = []
     for b, (start, stop) in enumerate(blocks):
-        for col_start, col_stop in blocks[b:]:
-            if col_start == start and stop - start == 1:
+        rows = stop - start
+        for col_start, col_stop in [(start, n)] if wide else blocks[b:]:
+            if col_start == start and col_stop - col_start == 1:
                 continue  # a 1 x 1 diagonal block holds no pair
-            logits = buffer[: stop - start, : col_stop - col_start]
+            cols = col_stop - col_start
+            logits = flat[: rows * cols].view(rows, cols) if wide else square[:rows, :cols]
             torch.mm(scaled[start:stop], z[col_start:col_stop].T, out=logits)  # 2t s_ij
             weight = 0.0
             if col_start == start:
-                rows = torch.arange(stop - start, device=z.device)
-                logits[rows, rows] = float("-inf")  # the pair (i, i) is not a pair
+                logits[:, :rows].diagonal().fill_(float("-inf"))  # the pair (i, i) is not a pair
             else:
                 weight = math.log(2.0)  # the block below the diagonal is its transpose
             top = logits.amax()  # the block's log-sum-exp, shifted by its maximum: no overflow
-            partial.append(top + logits.sub_(top).exp_().sum().log() + weight)
+            exps = logits.sub_(top).exp_()
+            if col_start == start and col_stop > stop:  # the columns right of the diagonal block
+                total = exps[:, :rows].sum() + 2.0 * exps[:, rows:].sum()  # count twice
+            else:
+                total = exps.sum()
+            partial.append(top + total.log() + weight)
     # Mean over the N(N-1) ordered pairs == mean over the N(N-1)/2 unordered pairs.
     total = torch.logsumexp(torch.stack(partial), dim=0) - 2.0 * t - math.log(n * (n - 1))
     return total.clamp_max(0.0)  # exp(-t d^2) <= 1: rounding must not make it positive
