@@ -346,7 +346,23 @@ def loss_part(device: torch.device, sizes: Sizes) -> list[list[str]]:
         for step in steps.values():  # fills the banks, warms the kernels
             step()
         memory = {name: peak_memory(step, device) for name, step in steps.items()}
+        before = allocator_calls(device)
         times = time_interleaved(steps, repeats=sizes.repeats, warmup=1, device=device)
+        after = allocator_calls(device)
+        # Each step alone, repeated back to back: what one training run sees. The interleaved
+        # ratios pair the losses under the same conditions; the two can differ when one
+        # loss's allocations leave the caching allocator's blocks unfit for the next.
+        alone = {
+            name: time_interleaved({name: step}, repeats=sizes.repeats, warmup=2, device=device)[
+                name
+            ]
+            for name, step in steps.items()
+        }
+        print(
+            f"{mode} N={batch}: device allocations and frees while interleaved: "
+            f"{after[0] - before[0]} / {after[1] - before[1]}",
+            flush=True,
+        )
         setting = f"{mode} N={batch}" + (f" bank={bank}" if bank else "")
         for name in steps:
             label = name.replace("(K)", f"(K={k})")
@@ -355,6 +371,7 @@ def loss_part(device: torch.device, sizes: Sizes) -> list[list[str]]:
                     setting,
                     label,
                     f"{median(times[name]) * 1e3:.2f}",
+                    f"{median(alone[name]) * 1e3:.2f}",
                     f"{paired_ratio(times, name, REFERENCE):.2f}",
                     f"{paired_ratio(times, name, floor):.2f}",
                     f"{memory[name] / 2**20:.1f}",
@@ -366,6 +383,15 @@ def loss_part(device: torch.device, sizes: Sizes) -> list[list[str]]:
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return rows
+
+
+def allocator_calls(device: torch.device) -> tuple[int, int]:
+    """How many device allocations and frees (``cudaMalloc``, ``cudaFree``) the caching
+    allocator has made so far; ``(0, 0)`` elsewhere."""
+    if device.type != "cuda":
+        return 0, 0
+    stats = torch.cuda.memory_stats(device)
+    return stats.get("num_device_alloc", 0), stats.get("num_device_free", 0)
 
 
 # --- (c) metrics against the floor -------------------------------------------------------------
@@ -637,7 +663,8 @@ def main(argv: list[str] | None = None) -> int:
                 ],
                 train_rows,
             ),
-            "(b) Losses, forward+backward, paired time ratios and peak memory against NTXentLoss; "
+            "(b) Losses, forward+backward, paired time ratios (interleaved) and peak memory "
+            "against NTXentLoss, and each step's time alone (back to back); "
             "the floor is InfoNCE's (Z Z^T, one exp pass, one backward product) in SimCLR and "
             "the similarity product's forward and backward in MoCo.",
             markdown_table(
@@ -645,6 +672,7 @@ def main(argv: list[str] | None = None) -> int:
                     "setting",
                     "loss",
                     "ms (median)",
+                    "ms alone",
                     "time / NTXent",
                     "time / floor",
                     "peak MiB",

@@ -34,7 +34,9 @@ SETTINGS = [("SimCLR", 1024, 0, 164), ("SimCLR", 8192, 0, 1311), ("MoCo", 256, 6
 QUICK = [("SimCLR", 64, 0, 10), ("MoCo", 16, 512, 40)]
 
 
-def profile_step(step, device: torch.device, steps: int, rows: int) -> None:
+def profile_step(
+    step, device: torch.device, steps: int, rows: int, trace: Path | None = None
+) -> None:
     for _ in range(3):  # warm up: kernels, allocator, selection scratch
         step()
     synchronize(device)
@@ -54,8 +56,11 @@ def profile_step(step, device: torch.device, steps: int, rows: int) -> None:
         f"  wall {wall * 1e3:.2f} ms/step (under the profiler), kernels {len(kernels) / steps:.0f}"
         f" per step taking {kernel_time * 1e3:.2f} ms"
     )
-    key = "self_device_time_total" if on_device else "self_cpu_time_total"
-    print(events.table(sort_by=key, row_limit=rows, max_name_column_width=60))
+    keys = ["self_device_time_total"] if on_device else []
+    for key in keys + ["self_cpu_time_total"]:
+        print(events.table(sort_by=key, row_limit=rows, max_name_column_width=60))
+    if trace is not None:
+        prof.export_chrome_trace(str(trace))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,10 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="toy sizes (the smoke test)")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rows", type=int, default=12, help="operations listed per loss")
+    parser.add_argument("--only", default=None, help="settings whose name contains this")
+    parser.add_argument("--trace", type=Path, default=None, help="a folder for Chrome traces")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     print(f"machine: {machine_description(device)}")
     for mode, batch, bank, k in QUICK if args.quick else SETTINGS:
+        setting = f"{mode} N={batch}" + (f" bank={bank}" if bank else "")
+        if args.only is not None and args.only not in setting:
+            continue
         torch.manual_seed(0)
         x = torch.randn(batch, 128, device=device, requires_grad=True)
         y = torch.randn(batch, 128, device=device, requires_grad=True)
@@ -77,9 +87,13 @@ def main(argv: list[str] | None = None) -> int:
             "HardContrastive(None)": HardContrastiveLoss(0.5, size, hard_negatives=None),
             f"HardContrastive(K={k})": HardContrastiveLoss(0.5, size, hard_negatives=k),
         }
-        for name, loss in losses.items():
-            print(f"\n## {mode} N={batch}" + (f" bank={bank}" if bank else "") + f": {name}")
-            profile_step(loss_step(loss.to(device), x, y), device, args.steps, args.rows)
+        for i, (name, loss) in enumerate(losses.items()):
+            print(f"\n## {setting}: {name}")
+            trace = None
+            if args.trace is not None:
+                args.trace.mkdir(parents=True, exist_ok=True)
+                trace = args.trace / f"{mode}_{batch}_{i}.json"
+            profile_step(loss_step(loss.to(device), x, y), device, args.steps, args.rows, trace)
     return 0
 
 
