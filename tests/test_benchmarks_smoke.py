@@ -189,3 +189,30 @@ def test_gpu_check_reports_a_synchronisation_in_a_guarded_region(tmp_path, monke
     assert "| SimCLR | FAILED at step 1: called a synchronizing CUDA operation |" in out
     assert "FAILED: training of SimCLR" in out
     assert "| MoCo | 4 | 4 / 4 |" in out and "top-10 negatives" in out
+
+
+def test_gpu_check_compares_the_losses_its_table_names():
+    """The rows of part (b) are NTXentLoss, the loss over all negatives and over the top K."""
+    from lightly.loss import NTXentLoss
+
+    from lightly_temperature.losses import AllNegatives, TopKNegatives
+
+    script = load_script(BENCHMARKS / "gpu_check.py")
+    for bank in (0, 256):
+        losses = script.compared_losses(bank, 16, 15)
+        assert list(losses) == [script.REFERENCE, script.PLAIN, script.HARD]
+        assert isinstance(losses[script.REFERENCE], NTXentLoss)
+        assert isinstance(losses[script.PLAIN].selection, AllNegatives)
+        hard = losses[script.HARD].selection
+        assert isinstance(hard, TopKNegatives) and hard.num_selected(255) == 15
+        assert losses[script.PLAIN].uses_memory_bank == bool(bank)
+
+
+def test_gpu_check_runs_only_the_parts_asked_for(tmp_path, capsys):
+    script = load_script(BENCHMARKS / "gpu_check.py")
+    assert script.main(["--dry-run", "--parts", "c", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| N=300 | top-10 negatives |" in out and "| SimCLR | 4 |" not in out
+    with pytest.raises(SystemExit) as error:
+        script.main(["--dry-run", "--parts", "x"])
+    assert error.value.code == 2
