@@ -198,11 +198,12 @@ def _check_kind(kind: str, beta: float) -> None:
 
 
 def _softmax(values: Tensor, owned: bool) -> Tensor:
-    """Row softmax, written over ``values`` on the CPU when they may be overwritten: a fresh
-    ``(A, C)`` buffer costs page faults there that take longer than the softmax itself (on
-    CUDA the caching allocator makes a new buffer cheap, and the kernels are not written for
-    an output that aliases the input)."""
-    if owned and on_host(values) and values.is_contiguous():
+    """Row softmax, written over ``values`` when they may be overwritten: one ``(A, C)``
+    buffer fewer (on a CPU a fresh one costs page faults that take longer than the softmax
+    itself). Each row's maximum and sum are reduced before its entries are written, on the
+    CPU and on CUDA alike; ``benchmarks/gpu_check.py`` compares values and gradients on the
+    device with float64."""
+    if owned and values.is_contiguous():
         return torch.ops.aten._softmax.out(values, 1, False, out=values)
     return torch.softmax(values, dim=1)
 
