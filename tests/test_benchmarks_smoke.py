@@ -216,3 +216,22 @@ def test_gpu_check_runs_only_the_parts_asked_for(tmp_path, capsys):
     with pytest.raises(SystemExit) as error:
         script.main(["--dry-run", "--parts", "x"])
     assert error.value.code == 2
+
+
+def test_profile_losses_quick_profiles_each_loss(tmp_path, capsys):
+    threads = torch.get_num_threads()
+    try:
+        script = load_script(BENCHMARKS / "profile_losses.py")
+        argv = ["--device", "cpu", "--quick", "--rows", "3", "--only", "MoCo"]
+        assert script.main([*argv, "--trace", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    headers = [line for line in out.splitlines() if line.startswith("## ")]
+    assert headers == [
+        "## MoCo N=16 bank=512: NTXentLoss",
+        "## MoCo N=16 bank=512: HardContrastive(None)",
+        "## MoCo N=16 bank=512: HardContrastive(K=40)",
+    ]
+    assert out.count("ms/step") == 3 and "aten::mm" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"MoCo_16_{i}.json" for i in range(3)]
