@@ -1,7 +1,7 @@
 """One run on one CUDA GPU that checks what a CPU cannot: no host synchronisation per training
 step, and the losses' and metrics' time and memory against their references on the device.
 
-Three parts, each printed as a markdown table for docs/benchmarks.md:
+Four parts, each printed as a markdown table for docs/benchmarks.md:
 
 (a) training: the ready ``SimCLR`` and ``MoCo`` modules (ResNet-18 with the 32x32 stem,
     ``HardContrastiveLoss`` over the top K) train a few hundred steps in ``bf16-mixed`` on
@@ -18,6 +18,10 @@ Three parts, each printed as a markdown table for docs/benchmarks.md:
     4096, 8192 and MoCo with a 65,536-entry bank and K = 4095.
 (c) metrics: uniformity, tolerance and the top-10 negatives on 50,000 and 200,000 x 128
     embeddings against one N x N x d product plus exp.
+(d) exactness: every loss (SimCLR and MoCo) and the three metrics on the device in float32
+    against the same code on the CPU and against float64 formulas (values and gradients),
+    and each loss's value with bf16 inputs under autocast. A row beyond a relative error of
+    1e-4 says FAILED and the exit status is 1.
 
 ``--dry-run`` runs the same code paths on the CPU at toy sizes (the sync-debug mode, which
 needs CUDA, is the one thing skipped; the guarded regions are entered as on the GPU): that is
@@ -26,6 +30,7 @@ how the test suite checks the script.
 Usage:
     python benchmarks/gpu_check.py                    # on a CUDA machine, at most ~8 minutes
     python benchmarks/gpu_check.py --output gpu.md    # also write the tables to a file
+    python benchmarks/gpu_check.py --parts bd         # only parts (b) and (d)
     python benchmarks/gpu_check.py --dry-run          # CPU, toy sizes (the smoke test)
 """
 
