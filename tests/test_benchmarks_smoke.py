@@ -235,3 +235,22 @@ def test_profile_losses_quick_profiles_each_loss(tmp_path, capsys):
     ]
     assert out.count("ms/step") == 3 and "aten::mm" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"MoCo_16_{i}.json" for i in range(3)]
+
+
+def test_gpu_check_exactness_fails_rows_beyond_the_tolerance(monkeypatch, capsys):
+    """Part (d) compares with float64 formulas: with a tolerance below float32's rounding, the
+    rows that have one fail (the CPU against itself stays exact), and so does the run."""
+    script = load_script(BENCHMARKS / "gpu_check.py")
+    monkeypatch.setattr(script, "EXACT_TOLERANCE", 1e-12)
+    rows = script.exact_part(torch.device("cpu"), script.DRY)
+    status = {(row[0], row[1]): row[-1] for row in rows}
+    assert status[("SimCLR", "HardContrastive(None)")] == "FAILED"
+    assert status[("MoCo", "HardContrastive(K=63)")] == "FAILED"
+    assert status[("SimCLR", "HCL")] == "ok"  # no float64 formula here; the CPU path is exact
+    assert status[("SimCLR", "NTXentLoss")] == "Lightly's, for comparison"
+    assert status[("metrics N=80", "uniformity_loss")] == "FAILED"
+    capsys.readouterr()
+    assert script.main(["--dry-run", "--parts", "d"]) == 1
+    assert "FAILED: values on the device off their references: SimCLR HardContrastive(None)" in (
+        capsys.readouterr().out
+    )
