@@ -35,8 +35,11 @@ def positive_and_top_negative_similarities(
 
     The anchors are the rows of ``z0``; the positive of anchor i is ``z1[i]``; its negatives
     are both views of every other sample, ``z0[j]`` and ``z1[j]`` for j != i (2N - 2 of them),
-    as in SimCLR. Extra memory is O(chunk_size x N). The products with the other view are
-    computed in full, those within ``z0`` once per pair of blocks (the matrix is symmetric).
+    as in SimCLR. Extra memory is O(chunk_size x N). On the CPU with k <= N / 8, the
+    products within ``z0`` are computed once per pair of blocks (the matrix is symmetric) and
+    a block's entries are merged only past each row's running k-th largest; otherwise (a GPU,
+    or a large k) each block of anchors meets all 2N candidates in one product. Nothing is
+    read back to the host on a GPU.
 
     Args:
         z0: ``(N, D)`` anchors (first views); L2-normalised here.
