@@ -68,31 +68,21 @@ def positive_and_top_negative_similarities(
 
 
 def _top_negatives_by_row_block(z0: Tensor, z1: Tensor, k: int, chunk_size: int) -> Tensor:
-    """Each block of anchors against its candidates in one product: ``z0`` from the block on
-    and all of ``z1`` (one contiguous slice of ``[z0; z1]``). ``z0 z0^T`` is symmetric, so the
-    columns after the block also serve the later blocks' rows, selected down the columns:
-    1.5 N^2 products instead of 2 N^2. A row's candidates from different blocks are merged by
-    a selection over their union. Few, large operations (for a GPU, where their number bounds
-    the time, and for a k too large to prune); no value is read back to the host."""
+    """Each block of anchors against all 2N candidates in one product, then one grouped
+    selection per block: few, large operations, for a GPU, where their number bounds the time,
+    and for a k too large to prune. No value is read back to the host."""
     n = z0.shape[0]
-    candidates = torch.cat([z0, z1])  # from row `start` on: z0[start:], then all of z1
+    candidates = torch.cat([z0, z1])  # column j: z0[j]; column N + j: z1[j]
     blocks = list(chunks(n, chunk_size))
-    width = blocks[0][1] - blocks[0][0]
-    buffer = torch.empty(width * 2 * n, dtype=z0.dtype, device=z0.device)
-    top = torch.full((n, k), float("-inf"), dtype=z0.dtype, device=z0.device)
+    buffer = torch.empty(blocks[0][1] - blocks[0][0], 2 * n, dtype=z0.dtype, device=z0.device)
+    top = torch.empty(n, k, dtype=z0.dtype, device=z0.device)
     for start, stop in blocks:
-        rows, columns = stop - start, 2 * n - start
-        sims = buffer[: rows * columns].view(rows, columns)
-        torch.mm(z0[start:stop], candidates[start:].T, out=sims)
-        sims[:, :rows].diagonal().fill_(float("-inf"))  # the anchor itself: z0[i]
-        sims[:, n : n + rows].diagonal().fill_(float("-inf"))  # its positive: z1[i]
-        found = _top_k_values(sims, min(k, columns))
-        top[start:stop] = _top_k_values(torch.cat([top[start:stop], found], dim=1), k)
-        if stop < n:  # z0[stop:] against this block, down the columns: the later rows' share
-            later = sims[:, rows : n - start].T  # (N - stop, rows)
-            found = _top_k_values(later, min(k, rows))
-            top[stop:] = _top_k_values(torch.cat([top[stop:], found], dim=1), k)
-    return top.sort(dim=1, descending=True).values
+        sims = buffer[: stop - start]
+        torch.mm(z0[start:stop], candidates.T, out=sims)  # (c, 2N)
+        sims[:, start:stop].diagonal().fill_(float("-inf"))  # the anchor itself
+        sims[:, n + start : n + stop].diagonal().fill_(float("-inf"))  # its positive
+        top[start:stop] = _top_k_values(sims, k, sorted=True)
+    return top
 
 
 def _top_negatives_pruned(z0: Tensor, z1: Tensor, k: int, chunk_size: int) -> Tensor:
