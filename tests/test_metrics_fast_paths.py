@@ -71,7 +71,17 @@ def test_pruned_top_negatives_equal_a_float64_reference(monkeypatch, n, k, chunk
     assert torch.equal(device_pos, pos)
 
 
-@pytest.mark.parametrize("n, k, chunk", [(40, 10, 7), (300, 200, 64), (2, 1, 1), (33, 64, 5)])
+@pytest.mark.parametrize(
+    "n, k, chunk",
+    [
+        (40, 10, 7),
+        (300, 200, 64),
+        (2, 1, 1),
+        (33, 64, 5),
+        (40, 78, 40),  # k = 2N - 2: every negative; one block
+        (100, 10, 3),  # blocks of fewer rows than k
+    ],
+)
 def test_top_negatives_by_row_block_equal_a_float64_reference(n, k, chunk):
     # The path for a k above N / 8 on the CPU (and every k on a GPU).
     g = torch.Generator().manual_seed(n + k)
