@@ -74,9 +74,9 @@ from bench_losses import (  # noqa: E402
     loss_factories,
     loss_step,
 )
+from bench_metrics import EXACT_METRICS, float64_references, make_data, metric_values  # noqa: E402
 from bench_metrics import FLOOR as METRICS_FLOOR  # noqa: E402
 from bench_metrics import floor_step as metrics_floor_step  # noqa: E402
-from bench_metrics import make_data  # noqa: E402
 from lightly.loss import NTXentLoss  # noqa: E402
 
 from lightly_temperature import (  # noqa: E402
@@ -586,35 +586,16 @@ def exact_metric_rows(device: torch.device, n: int) -> list[list[str]]:
     """Uniformity, tolerance and the top-10 negatives on the device against float64 formulas
     and against the CPU's float32."""
     z0, z1, labels = make_data(n, torch.device("cpu"))
-    z = torch.nn.functional.normalize(z0.double(), dim=1)
-    w = torch.nn.functional.normalize(z1.double(), dim=1)
-    similarities = z @ z.T
-    same = labels[:, None] == labels[None, :]
-    same.fill_diagonal_(False)
-    rows = torch.arange(n)
-    everything = torch.cat([similarities, z @ w.T], dim=1)  # anchor i against z0 and z1
-    everything[rows, rows] = everything[rows, rows + n] = float("-inf")
-
-    def top10(a: Tensor, b: Tensor) -> Tensor:
-        positive, negatives = metrics.positive_and_top_negative_similarities(a, b, k=10)
-        return torch.cat([positive[:, None], negatives.sort(dim=1, descending=True).values], 1)
-
-    checks = {
-        "uniformity_loss": (
-            lambda a, b, c: metrics.uniformity_loss(a),
-            torch.pdist(z).pow(2).mul(-2.0).exp().mean().log(),
-        ),
-        "tolerance": (lambda a, b, c: metrics.tolerance(a, c), similarities[same].mean()),
-        "top-10 negatives": (
-            lambda a, b, c: top10(a, b),
-            torch.cat([(z * w).sum(1)[:, None], everything.topk(10, dim=1).values], dim=1),
-        ),
-    }
+    references = float64_references(z0, z1, labels)
+    on_device = metric_values(metrics, z0.to(device), z1.to(device), labels.to(device))
+    on_cpu = metric_values(metrics, z0, z1, labels)
     out = []
-    for name, (metric, reference) in checks.items():
-        on_device = metric(z0.to(device), z1.to(device), labels.to(device)).double().cpu()
-        on_cpu = metric(z0, z1, labels).double()
-        errors = [relative_error(on_device, on_cpu), relative_error(on_device, reference)]
+    for name in EXACT_METRICS:
+        value = on_device[name].double().cpu()
+        errors = [
+            relative_error(value, on_cpu[name].double()),
+            relative_error(value, references[name]),
+        ]
         status = "ok" if max(errors) <= EXACT_TOLERANCE else "FAILED"
         out.append(
             [f"metrics N={n:,}", name, f"{errors[0]:.1e}", "", f"{errors[1]:.1e}", "", "", status]
