@@ -102,8 +102,7 @@ def _top_negatives_pruned(z0: Tensor, z1: Tensor, k: int, chunk_size: int) -> Te
         # The other view: every z1[j] but the positive.
         sims = other_view[: stop - start]
         torch.mm(z0[start:stop], z1.T, out=sims)  # (c, N)
-        rows = torch.arange(stop - start, device=z0.device)
-        sims[rows, rows + start] = float("-inf")
+        sims[:, start:stop].diagonal().fill_(float("-inf"))
         best[start:stop] = _top_k_values(sims, k)
         bar[start:stop] = best[start:stop].amin(dim=1)
     # The same view: z0 @ z0.T is symmetric, so each block above the diagonal serves the rows
@@ -114,8 +113,7 @@ def _top_negatives_pruned(z0: Tensor, z1: Tensor, k: int, chunk_size: int) -> Te
             sims = same_view[: stop - start, : col_stop - col_start]
             torch.mm(z0[start:stop], z0[col_start:col_stop].T, out=sims)  # (c, c')
             if col_start == start:
-                rows = torch.arange(stop - start, device=z0.device)
-                sims[rows, rows] = float("-inf")  # the anchor itself
+                sims.diagonal().fill_(float("-inf"))  # the anchor itself
             _raise_bar(best, bar, start, sims, k)
             if col_start != start:
                 _raise_bar(best, bar, col_start, sims, k, columns=True)
