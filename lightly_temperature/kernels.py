@@ -352,6 +352,62 @@ def _scaled(query: Tensor, temperature: float | Tensor) -> Tensor:
     )
 
 
+#: Entries per row block of the shared-shift path (512 KiB of float32: in cache).
+_BLOCK_ELEMENTS = 1 << 17
+#: Largest gap between the matrix's largest logit and a row's largest for which one shift
+#: serves every row: the entries of a row that matter (within e^-27 of its largest, far
+#: below float32's resolution) stay above the smallest normal float32, e^-87.
+_SHARED_SHIFT_SPREAD = 60.0
+
+
+def _mirrored(excluded: Tensor | None, size: int) -> bool:
+    """Whether the excluded entries ``(i, excluded[i, e])`` of a square matrix are the same
+    set as their transposes (SimCLR's: each anchor itself and its positive pair)."""
+    if excluded is None:
+        return True
+    rows = torch.arange(excluded.shape[0], device=excluded.device).unsqueeze(1)
+    keys = (rows * size + excluded).flatten().sort().values
+    transposed = (excluded * size + rows).flatten().sort().values
+    return torch.equal(keys, transposed)
+
+
+def _shared_shift_logsumexp(logits: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Row log-sum-exps of a symmetric logit matrix with one shift ``m`` (its largest entry)
+    for every row: ``logits`` is overwritten by ``e^{L - m}`` and ``(lse, Σ_j e^{L_ij - m})``
+    is returned. ``None``, with ``logits`` untouched, when a row's largest entry lies more than
+    ``_SHARED_SHIFT_SPREAD`` below ``m`` (or the maxima are not finite).
+
+    One shift makes the exponentials symmetric, so the backward of ``L = Z Z^T / τ`` is one
+    product: ``(G + G^T)_ij = e^{L_ij - m} (w_i + w_j)`` with ``w_i = g_i / Σ_j e^{L_ij - m}``.
+    Reads the spread back to the host: for CPU tensors only."""
+    row_max = logits.amax(dim=1)
+    shift = row_max.max()
+    if not bool(shift - row_max.min() <= _SHARED_SHIFT_SPREAD):
+        return None
+    sums = logits.new_empty(logits.shape[0])
+    rows = max(1, _BLOCK_ELEMENTS // logits.shape[1])
+    for start in range(0, logits.shape[0], rows):  # each block exponentiated and summed in cache
+        block = logits[start : start + rows]
+        torch.sum(block.sub_(shift).exp_(), dim=1, out=sums[start : start + rows])
+    return shift + sums.log(), sums
+
+
+def _shared_shift_gradient_product(
+    exponentials: Tensor, sums: Tensor, grad_out: Tensor, query: Tensor
+) -> Tensor:
+    """``(G + G^T) Z`` from the saved ``e^{L - m}``: each row block of
+    ``e^{L_ij - m} (w_i + w_j)`` is built in cache and multiplied at once (no ``(A, A)``
+    buffer is written, so a second backward reads the exponentials unchanged)."""
+    weights = grad_out / sums
+    out = torch.empty_like(query)
+    rows = max(1, _BLOCK_ELEMENTS // exponentials.shape[1])
+    for start in range(0, exponentials.shape[0], rows):
+        stop = start + rows
+        block = exponentials[start:stop] * (weights[start:stop, None] + weights[None, :])
+        torch.mm(block, query, out=out[start:stop])
+    return out
+
+
 class _ReduceSimilarities(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
@@ -370,7 +426,15 @@ class _ReduceSimilarities(torch.autograd.Function):
         if excluded is not None:
             logits.scatter_(1, excluded, float("-inf"))
             count -= excluded.shape[1]  # distinct columns per row (the anchor, its positive)
-        out, weights, index = _reduce_rows(logits, k, kind, beta, count, owned=True)
+        shared = None
+        if symmetric and k is None and kind == LOGSUMEXP and on_host(logits):
+            if _mirrored(excluded, logits.shape[1]):
+                shared = _shared_shift_logsumexp(logits)
+        if shared is not None:  # one shift for all rows: a one-product backward
+            (out, sums), weights, index = shared, logits, None
+        else:
+            out, weights, index = _reduce_rows(logits, k, kind, beta, count, owned=True)
+            sums = None
         ctx.shape = logits.shape
         # The top-K path is done with the (A, C) logits: backward fills its zeros into them
         # (once; a second backward, with retain_graph, allocates new ones).
@@ -378,25 +442,29 @@ class _ReduceSimilarities(torch.autograd.Function):
         ctx.symmetric = symmetric
         ctx.temperature = temperature if not isinstance(temperature, Tensor) else None
         saved_temperature = temperature if isinstance(temperature, Tensor) else None
-        ctx.save_for_backward(query, candidates, weights, index, saved_temperature)
+        ctx.save_for_backward(query, candidates, weights, index, saved_temperature, sums)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        query, candidates, weights, index, saved_temperature = ctx.saved_tensors
+        query, candidates, weights, index, saved_temperature, sums = ctx.saved_tensors
         temperature = saved_temperature if saved_temperature is not None else ctx.temperature
         needs_query, needs_candidates = ctx.needs_input_grad[:2]
         needs_temperature = ctx.needs_input_grad[6]
         grad_query = grad_candidates = grad_temperature = None
         grad_row = grad_out.unsqueeze(1)
         workspace, ctx.workspace = ctx.workspace, None
-        if ctx.symmetric and index is not None:
-            # L = Z Z^T / tau over the top K: dZ = (G + G^T) Z / tau, one product; G + G^T is
-            # built by scattering the A K entries twice (by row, by column) into the zeros
-            # that the top-K gradient needs anyway.
-            both = _symmetrized_top_k_gradient(grad_out, weights, index, ctx.shape, workspace)
-            both = both @ query
+        if ctx.symmetric and (index is not None or sums is not None):
+            # L = Z Z^T / tau: dZ = (G + G^T) Z / tau, one product. Over all columns G + G^T
+            # comes from the exponentials with one shift; over the top K it is built by
+            # scattering the A K entries twice (by row, by column) into the zeros that the
+            # top-K gradient needs anyway.
+            if sums is not None:
+                both = _shared_shift_gradient_product(weights, sums, grad_out, query)
+            else:
+                both = _symmetrized_top_k_gradient(grad_out, weights, index, ctx.shape, workspace)
+                both = both @ query
             if needs_query or needs_candidates:
                 grad_query = _scaled(both, temperature)
             if needs_temperature:  # sum_ij G_ij z_i.z_j = 1/2 sum_i z_i.((G + G^T) Z)_i
@@ -404,8 +472,9 @@ class _ReduceSimilarities(torch.autograd.Function):
             return grad_query, None, None, None, None, None, grad_temperature, None
         # The incoming gradient of each row scales rows of (A, d) operands and results, never
         # the (A, C) weights: dQ = g * (W C) / tau, dC = W^T (g * Q / tau). Over all columns
-        # of a square matrix this beats (G + G^T) Z: two products and no (A, A) pass, where
-        # G + G^T needs a transposed copy that costs as much as a product on a CPU.
+        # of a square matrix whose rows were normalised each by its own maximum (on CUDA, or
+        # maxima too far apart), G + G^T would need a transposed copy of the softmax, which
+        # costs as much as a product on a CPU.
         unit = _unit_row_gradient(weights, index, ctx.shape, query, workspace)
         if needs_query or needs_temperature:
             grad_scaled = (unit @ candidates).mul_(grad_row)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from lightly_temperature import HardContrastiveLoss, HardSimpleLoss, SimpleLoss
+from lightly_temperature import HardContrastiveLoss, HardSimpleLoss, SimpleLoss, kernels
 from lightly_temperature.kernels import (
     LOGSUMEXP,
     SUM,
@@ -67,6 +67,81 @@ def test_backward_when_the_candidates_are_the_query(k, kind, learnable):
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     for got, want in zip(grads, expected):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def _simclr_excluded(n: int) -> torch.Tensor:
+    rows = torch.arange(2 * n)
+    return torch.stack([rows, (rows + n) % (2 * n)], 1)  # each anchor and its positive
+
+
+def _float32_against_float64(z64, excluded, temperature):
+    """Value and gradient of the all-negatives log-sum-exp with z = z^T's rows (SimCLR), in
+    float32 through the node and in float64 by autograd of the definition."""
+    weights = torch.rand(z64.shape[0], dtype=torch.float64)
+    z32 = z64.float().requires_grad_(True)
+    out = reduce_similarities(z32, z32, excluded, None, temperature=temperature)
+    (grad,) = torch.autograd.grad((out * weights.float()).sum(), [z32])
+    ref64 = z64.clone().requires_grad_(True)
+    ref = _reference(ref64, ref64.clone(), excluded, None, LOGSUMEXP, 0.0, temperature)
+    (expected,) = torch.autograd.grad((ref * weights).sum(), [ref64])
+    return out, grad, ref, expected
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.2, 0.05, 0.034])
+def test_all_negatives_share_one_shift_and_match_float64(monkeypatch, temperature):
+    """SimCLR over all negatives on the CPU: one shift for every row (the largest logit) makes
+    the exponentials symmetric and the backward one product. In float32 against float64, up to
+    spreads of 2/tau = 59 between the matrix's largest logit and a row's."""
+    taken = []
+    shared = kernels._shared_shift_logsumexp
+    monkeypatch.setattr(
+        kernels, "_shared_shift_logsumexp", lambda logits: taken.append(shared(logits)) or taken[-1]
+    )
+    torch.manual_seed(3)
+    z = F.normalize(torch.randn(96, 16, dtype=torch.float64), dim=1)
+    z[1] = z[0]  # one pair at cosine 1, far apart from the others' maxima
+    out, grad, ref, expected = _float32_against_float64(z, _simclr_excluded(48), temperature)
+    assert len(taken) == 1 and taken[0] is not None
+    torch.testing.assert_close(out.double(), ref, rtol=2e-6, atol=0)
+    torch.testing.assert_close(grad.double(), expected, rtol=1e-4, atol=1e-5 * expected.abs().max())
+
+
+def test_rows_too_far_apart_for_one_shift_are_reduced_row_by_row(monkeypatch):
+    """A row whose largest logit lies more than 60 below the matrix's would underflow under one
+    shift: the node falls back to a softmax per row, and stays exact."""
+    taken = []
+    shared = kernels._shared_shift_logsumexp
+    monkeypatch.setattr(
+        kernels, "_shared_shift_logsumexp", lambda logits: taken.append(shared(logits)) or taken[-1]
+    )
+    torch.manual_seed(4)
+    z = torch.eye(8, 16, dtype=torch.float64) + 0.05 * torch.randn(8, 16, dtype=torch.float64)
+    z[1] = z[0]  # cosine 1: logit 100 at tau = 0.01
+    z = F.normalize(z, dim=1)  # the other anchors' largest logits lie near 0-20, 80-100 below
+    out, grad, ref, expected = _float32_against_float64(z, _simclr_excluded(4), 0.01)
+    assert taken == [None]
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.double(), ref, rtol=2e-6, atol=0)
+    torch.testing.assert_close(grad.double(), expected, rtol=1e-4, atol=1e-5 * expected.abs().max())
+
+
+def test_an_excluded_set_that_is_not_its_own_transpose_is_reduced_row_by_row():
+    """One shared shift needs G + G^T from the same exponentials, so the excluded entries must
+    mirror: a mask that does not (anchor 0 excludes column 3, anchor 3 keeps column 0) takes
+    the per-row path and its gradient stays exact."""
+    torch.manual_seed(5)
+    z = torch.randn(6, 4, dtype=torch.float64)
+    excluded = torch.stack([torch.arange(6), torch.tensor([3, 4, 5, 4, 1, 2])], 1)
+    assert not kernels._mirrored(excluded, 6)
+    assert kernels._mirrored(_simclr_excluded(3), 6)
+    z = z.requires_grad_(True)
+    weights = torch.rand(6, dtype=torch.float64)
+    out = reduce_similarities(z, z, excluded, None, temperature=0.5)
+    (grad,) = torch.autograd.grad((out * weights).sum(), [z])
+    ref = _reference(z, z.clone(), excluded, None, LOGSUMEXP, 0.0, 0.5)
+    (expected,) = torch.autograd.grad((ref * weights).sum(), [z])
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("k, kind", KINDS)
