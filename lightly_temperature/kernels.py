@@ -29,10 +29,11 @@ These nodes keep one:
   weights into zeros (top-K: exactly zero elsewhere), and each row's incoming gradient scales
   the rows of the ``(A, d)`` operands and results, not the ``(A, C)`` weights (over all
   columns: no ``(A, C)`` pass at all); then the two products of the similarity product's own
-  backward, or one for the top K when the candidates are the query itself (SimCLR on one
-  device: ``dZ = (G + G^T) Z / τ``, the K entries of each row scattered by row and by
-  column). The temperature enters the node as an argument, so that its gradient (a learnable
-  τ) comes from the same products.
+  backward, or one when the candidates are the query itself (SimCLR on one device:
+  ``dZ = (G + G^T) Z / τ``; over the top K, the K entries of each row scattered by row and by
+  column; over all columns on the CPU, from exponentials that share one shift across rows, so
+  that ``e^{L_ij - m}`` serves both ``G_ij`` and ``G_ji``). The temperature enters the node as
+  an argument, so that its gradient (a learnable τ) comes from the same products.
 - top-K with most columns kept (K > C/2): the C - K smallest of each row are set to ``-inf``
   and the row is reduced over all columns (the same set, no ``(A, K)`` index or scatter).
 
