@@ -14,13 +14,18 @@ from lightly_temperature.metrics.similarities import _top_k_values
 from tests._host_sync import HostSyncRecorder, run_device_paths_on_cpu
 
 
-@pytest.mark.parametrize("width, k", [(80, 10), (1003, 10), (4099, 3), (650, 1), (30, 10)])
+@pytest.mark.parametrize(
+    "width, k", [(80, 10), (1003, 10), (4099, 3), (650, 1), (30, 10), (8200, 2), (4100, 1)]
+)
 def test_grouped_top_k_equals_topk(width, k):
+    # Runs of 32 consecutive entries (64 from width / k = 4096 on), left-over columns, ties.
     g = torch.Generator().manual_seed(width)
     sims = torch.rand(17, width, generator=g) * 2 - 1
     sims[:, 5] = float("-inf")
     sims[3, -1] = 5.0  # the largest entry in the left-over columns
     sims[4] = sims[4].round(decimals=1)  # many ties
+    if width >= 80:
+        sims[5, 64:74] = 3.0 + torch.arange(10.0)  # the largest entries all in one run
     got = _top_k_values(sims, k, sorted=True)
     torch.testing.assert_close(got, sims.topk(k, dim=1).values, rtol=0, atol=0)
 
