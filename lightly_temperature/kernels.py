@@ -353,8 +353,10 @@ def _scaled(query: Tensor, temperature: float | Tensor) -> Tensor:
     )
 
 
-#: Entries per row block of the shared-shift path (512 KiB of float32: in cache).
+#: Entries per row block of the shared-shift path (512 KiB of float32: in cache), and of the
+#: one scratch block of its backward (256 KiB: the loss's peak memory stays low at small A).
 _BLOCK_ELEMENTS = 1 << 17
+_GRADIENT_BLOCK_ELEMENTS = 1 << 16
 #: Largest gap between the matrix's largest logit and a row's largest for which one shift
 #: serves every row: the entries of a row that matter (within e^-27 of its largest, far
 #: below float32's resolution) stay above the smallest normal float32, e^-87.
@@ -401,11 +403,14 @@ def _shared_shift_gradient_product(
     buffer is written, so a second backward reads the exponentials unchanged)."""
     weights = grad_out / sums
     out = torch.empty_like(query)
-    rows = max(1, _BLOCK_ELEMENTS // exponentials.shape[1])
-    for start in range(0, exponentials.shape[0], rows):
-        stop = start + rows
-        block = exponentials[start:stop] * (weights[start:stop, None] + weights[None, :])
-        torch.mm(block, query, out=out[start:stop])
+    size = exponentials.shape[0]
+    rows = min(size, max(1, _GRADIENT_BLOCK_ELEMENTS // size))
+    block = exponentials.new_empty(rows, size)  # one block of scratch, reused
+    for start in range(0, size, rows):
+        stop = min(start + rows, size)
+        part = block[: stop - start]
+        torch.add(weights[start:stop, None], weights[None, :], out=part)
+        torch.mm(part.mul_(exponentials[start:stop]), query, out=out[start:stop])
     return out
 
 
