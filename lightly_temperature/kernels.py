@@ -363,6 +363,12 @@ _GRADIENT_BLOCK_ELEMENTS = 1 << 16
 _SHARED_SHIFT_SPREAD = 60.0
 
 
+def _shares_one_shift(logits: Tensor) -> bool:
+    """The one-shift path runs on CPU tensors (its check reads a value back) of float32 or
+    float64 (the spread it allows would underflow in float16)."""
+    return on_host(logits) and logits.dtype in (torch.float32, torch.float64)
+
+
 def _mirrored(excluded: Tensor | None, size: int) -> bool:
     """Whether the excluded entries ``(i, excluded[i, e])`` of a square matrix are the same
     set as their transposes (SimCLR's: each anchor itself and its positive pair)."""
@@ -433,7 +439,7 @@ class _ReduceSimilarities(torch.autograd.Function):
             logits.scatter_(1, excluded, float("-inf"))
             count -= excluded.shape[1]  # distinct columns per row (the anchor, its positive)
         shared = None
-        if symmetric and k is None and kind == LOGSUMEXP and on_host(logits):
+        if symmetric and k is None and kind == LOGSUMEXP and _shares_one_shift(logits):
             if _mirrored(excluded, logits.shape[1]):
                 shared = _shared_shift_logsumexp(logits)
         if shared is not None:  # one shift for all rows: a one-product backward

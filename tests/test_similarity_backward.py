@@ -125,6 +125,23 @@ def test_rows_too_far_apart_for_one_shift_are_reduced_row_by_row(monkeypatch):
     torch.testing.assert_close(grad.double(), expected, rtol=1e-4, atol=1e-5 * expected.abs().max())
 
 
+def test_half_precision_logits_are_reduced_row_by_row(monkeypatch):
+    """The spread one shift allows (60) would underflow in float16: half precision keeps a
+    softmax per row."""
+    taken = []
+    monkeypatch.setattr(kernels, "_shared_shift_logsumexp", lambda logits: taken.append(1))
+    torch.manual_seed(6)
+    z = F.normalize(torch.randn(8, 4), dim=1).half().requires_grad_(True)
+    out = reduce_similarities(z, z, _simclr_excluded(4), None, temperature=0.5)
+    (grad,) = torch.autograd.grad(out.float().sum(), [z])
+    z64 = z.detach().double().requires_grad_(True)
+    ref = _reference(z64, z64.clone(), _simclr_excluded(4), None, LOGSUMEXP, 0.0, 0.5)
+    (expected,) = torch.autograd.grad(ref.sum(), [z64])
+    assert taken == []
+    torch.testing.assert_close(out.double(), ref, rtol=2e-3, atol=0)
+    torch.testing.assert_close(grad.double(), expected, rtol=0, atol=2e-2)
+
+
 def test_an_excluded_set_that_is_not_its_own_transpose_is_reduced_row_by_row():
     """One shared shift needs G + G^T from the same exponentials, so the excluded entries must
     mirror: a mask that does not (anchor 0 excludes column 3, anchor 3 keeps column 0) takes
