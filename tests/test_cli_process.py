@@ -57,22 +57,24 @@ def test_interrupted_study_keeps_finished_runs_and_says_so(tmp_path, sent):
     )  # fmt: skip
     try:
         lines = _wait_for_line(process, "run 2 of 2")
-        assert "training" in lines[-1] and "skipped" in lines[-2]
+        assert "training" in lines[-1] and "skipped" in lines[-2], lines
         process.send_signal(sent)
         out, err = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert (output / "results.csv").read_bytes() == before
-    assert ResultsFile(output / "results.csv").finished_keys() == {first.key}
+    # Everything the process said, for any assertion below that fails.
+    said = f"return code {process.returncode}; stdout: {lines} {out!r}; stderr: {err!r}"
+    assert (output / "results.csv").read_bytes() == before, said
+    assert ResultsFile(output / "results.csv").finished_keys() == {first.key}, said
     if sent == signal.SIGKILL:
-        assert process.returncode == -signal.SIGKILL
+        assert process.returncode == -signal.SIGKILL, said
         return
-    assert process.returncode == 130, err
+    assert process.returncode == 130, said
     assert err.strip() == (
         f"lightly-temperature study: interrupted; 1 of 2 runs finished and are kept in "
         f"{output / 'results.csv'}: rerun the same command to resume"
-    )
-    assert "Traceback" not in err + out
+    ), said
+    assert "Traceback" not in err + out, said
 
 
 def test_output_closed_by_the_reader_ends_quietly():
