@@ -439,9 +439,14 @@ class _ReduceSimilarities(torch.autograd.Function):
             logits.scatter_(1, excluded, float("-inf"))
             count -= excluded.shape[1]  # distinct columns per row (the anchor, its positive)
         shared = None
-        if symmetric and k is None and kind == LOGSUMEXP and _shares_one_shift(logits):
-            if _mirrored(excluded, logits.shape[1]):
-                shared = _shared_shift_logsumexp(logits)
+        if (
+            symmetric
+            and k is None
+            and kind == LOGSUMEXP
+            and _shares_one_shift(logits)
+            and _mirrored(excluded, logits.shape[1])
+        ):
+            shared = _shared_shift_logsumexp(logits)
         if shared is not None:  # one shift for all rows: a one-product backward
             (out, sums), weights, index = shared, logits, None
         else:

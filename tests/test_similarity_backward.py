@@ -74,6 +74,16 @@ def _simclr_excluded(n: int) -> torch.Tensor:
     return torch.stack([rows, (rows + n) % (2 * n)], 1)  # each anchor and its positive
 
 
+def _record_one_shift(monkeypatch) -> list:
+    """What each call of the one-shift path returned (``None``: it declined), in order."""
+    taken = []
+    shared = kernels._shared_shift_logsumexp
+    monkeypatch.setattr(
+        kernels, "_shared_shift_logsumexp", lambda logits: taken.append(shared(logits)) or taken[-1]
+    )
+    return taken
+
+
 def _float32_against_float64(z64, excluded, temperature):
     """Value and gradient of the all-negatives log-sum-exp with z = z^T's rows (SimCLR), in
     float32 through the node and in float64 by autograd of the definition."""
@@ -92,11 +102,7 @@ def test_all_negatives_share_one_shift_and_match_float64(monkeypatch, temperatur
     """SimCLR over all negatives on the CPU: one shift for every row (the largest logit) makes
     the exponentials symmetric and the backward one product. In float32 against float64, up to
     spreads of 2/tau = 59 between the matrix's largest logit and a row's."""
-    taken = []
-    shared = kernels._shared_shift_logsumexp
-    monkeypatch.setattr(
-        kernels, "_shared_shift_logsumexp", lambda logits: taken.append(shared(logits)) or taken[-1]
-    )
+    taken = _record_one_shift(monkeypatch)
     torch.manual_seed(3)
     z = F.normalize(torch.randn(96, 16, dtype=torch.float64), dim=1)
     z[1] = z[0]  # one pair at cosine 1, far apart from the others' maxima
@@ -109,11 +115,7 @@ def test_all_negatives_share_one_shift_and_match_float64(monkeypatch, temperatur
 def test_rows_too_far_apart_for_one_shift_are_reduced_row_by_row(monkeypatch):
     """A row whose largest logit lies more than 60 below the matrix's would underflow under one
     shift: the node falls back to a softmax per row, and stays exact."""
-    taken = []
-    shared = kernels._shared_shift_logsumexp
-    monkeypatch.setattr(
-        kernels, "_shared_shift_logsumexp", lambda logits: taken.append(shared(logits)) or taken[-1]
-    )
+    taken = _record_one_shift(monkeypatch)
     torch.manual_seed(4)
     z = torch.eye(8, 16, dtype=torch.float64) + 0.05 * torch.randn(8, 16, dtype=torch.float64)
     z[1] = z[0]  # cosine 1: logit 100 at tau = 0.01
@@ -128,8 +130,7 @@ def test_rows_too_far_apart_for_one_shift_are_reduced_row_by_row(monkeypatch):
 def test_half_precision_logits_are_reduced_row_by_row(monkeypatch):
     """The spread one shift allows (60) would underflow in float16: half precision keeps a
     softmax per row."""
-    taken = []
-    monkeypatch.setattr(kernels, "_shared_shift_logsumexp", lambda logits: taken.append(1))
+    taken = _record_one_shift(monkeypatch)
     torch.manual_seed(6)
     z = F.normalize(torch.randn(8, 4), dim=1).half().requires_grad_(True)
     out = reduce_similarities(z, z, _simclr_excluded(4), None, temperature=0.5)
