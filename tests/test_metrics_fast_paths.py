@@ -14,11 +14,20 @@ from lightly_temperature.metrics.similarities import _top_k_values
 from tests._host_sync import HostSyncRecorder, run_device_paths_on_cpu
 
 
+@pytest.mark.parametrize("device_path", [False, True], ids=["host", "device"])
 @pytest.mark.parametrize(
     "width, k", [(80, 10), (1003, 10), (4099, 3), (650, 1), (30, 10), (8200, 2), (4100, 1)]
 )
-def test_grouped_top_k_equals_topk(width, k):
-    # Runs of 32 consecutive entries (64 from width / k = 4096 on), left-over columns, ties.
+def test_grouped_top_k_equals_topk(monkeypatch, width, k, device_path):
+    # Host: runs of 32 consecutive entries (64 from width / k = 4096 on); device: interleaved
+    # groups of about sqrt(width / k). Left-over columns, ties, the k largest in one run.
+    if device_path:
+        run_device_paths_on_cpu(monkeypatch)
+    calls = []
+    for name in ("_group_maxima", "_run_maxima"):
+        real = getattr(similarities, name)
+        spy = lambda *a, name=name, real=real, **kw: calls.append(name) or real(*a, **kw)  # noqa: E731
+        monkeypatch.setattr(similarities, name, spy)
     g = torch.Generator().manual_seed(width)
     sims = torch.rand(17, width, generator=g) * 2 - 1
     sims[:, 5] = float("-inf")
@@ -28,6 +37,9 @@ def test_grouped_top_k_equals_topk(width, k):
         sims[5, 64:74] = 3.0 + torch.arange(10.0)  # the largest entries all in one run
     got = _top_k_values(sims, k, sorted=True)
     torch.testing.assert_close(got, sims.topk(k, dim=1).values, rtol=0, atol=0)
+    assert set(calls) <= {"_group_maxima" if device_path else "_run_maxima"}
+    if width >= 1003:  # enough sets for the grouped selection to run
+        assert calls
 
 
 @pytest.mark.parametrize(
