@@ -101,18 +101,17 @@ def test_the_positive_is_out_of_the_denominator():
 def test_dclw_weights_are_lightlys_negative_mises_fisher_weights():
     from lightly.loss.dcl_loss import negative_mises_fisher_weights
 
-    out0, out1 = normalized(*embeddings(9, seed=3))
-    layout = in_batch_layout(out0, out1, gather_distributed=False)
+    views = normalized(*embeddings(9, seed=3))
+    layout = in_batch_layout(views, gather_distributed=False)
     weights = DecoupledReduction(weight_sigma=0.3).positive_weights(layout)
-    expected = negative_mises_fisher_weights(out0, out1, sigma=0.3)
+    expected = negative_mises_fisher_weights(views.view0, views.view1, sigma=0.3)
     torch.testing.assert_close(weights, expected.repeat(2))
     assert not weights.requires_grad
 
 
 def test_one_temperature_per_anchor_in_the_reduction():
     """An (A,) τ (the reductions' per-anchor form) gives each anchor its own DCL term."""
-    out0, out1 = normalized(*embeddings(5, seed=4))
-    layout = in_batch_layout(out0, out1, gather_distributed=False)
+    layout = in_batch_layout(normalized(*embeddings(5, seed=4)), gather_distributed=False)
     tau = torch.linspace(0.1, 0.9, 10)
     per_anchor = DecoupledReduction(weight_sigma=0.5)(layout, None, tau)
     single = torch.stack(

@@ -15,15 +15,16 @@ touching the loss (no memory bank update): what a monitor reads.
 
 Example:
     >>> out0, out1 = torch.randn(4, 8), torch.randn(4, 8)
-    >>> layout = in_batch_layout(*normalized(out0, out1), gather_distributed=False)
+    >>> layout = in_batch_layout(normalized(out0, out1), gather_distributed=False)
     >>> layout.num_negatives, layout.anchors.shape, layout.candidates.shape
     (6, torch.Size([8, 8]), torch.Size([8, 8]))
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from lightly.models.modules.memory_bank import MemoryBankModule
@@ -88,33 +89,68 @@ class PairLayout:
         return SimilarityBatch(self.positive, negatives, self.num_negatives, temperature)
 
 
-def normalized(out0: Tensor, out1: Tensor) -> tuple[Tensor, Tensor]:
-    """Both views L2-normalised, as NTXentLoss does before comparing them."""
-    return nn.functional.normalize(out0, dim=1), nn.functional.normalize(out1, dim=1)
+class NormalizedViews(NamedTuple):
+    """Both views L2-normalised (as ``NTXentLoss`` does before comparing them), in one tensor.
+
+    Attributes:
+        stacked: ``(2, N, d)``: ``stacked[0]`` is ``out0`` normalised, ``stacked[1]`` ``out1``;
+            ``stacked.flatten(0, 1)`` is SimCLR's anchors, ``cat(out0, out1)``, without a copy.
+        view0 / view1: ``stacked[0]`` and ``stacked[1]``.
+    """
+
+    stacked: Tensor
+    view0: Tensor
+    view1: Tensor
+
+    def positive_exact(self) -> Tensor:
+        """``(N,)`` dot products ``view0_i . view1_i`` accumulated in float64."""
+        return _exact_dot(self.view0, self.view1)
 
 
-def in_batch_layout(out0: Tensor, out1: Tensor, gather_distributed: bool) -> PairLayout:
-    """SimCLR's layout of normalised ``out0``, ``out1`` (see the module docstring)."""
-    n = out0.shape[0]
-    anchors = torch.cat([out0, out1], 0)
+def normalized(out0: Tensor, out1: Tensor) -> NormalizedViews:
+    """Both ``(N, d)`` views L2-normalised, as ``F.normalize(out, dim=1)`` on each.
+
+    One normalisation of the stacked views: the same values and gradients, bit for bit, with
+    half of autograd's operations (on a GPU each operation costs the host a launch, and at
+    the batch sizes of most training runs the host bounds a loss step).
+    """
+    stacked = nn.functional.normalize(torch.stack([out0, out1]), dim=2)
+    return NormalizedViews(stacked, stacked[0], stacked[1])
+
+
+def in_batch_layout(views: NormalizedViews, gather_distributed: bool) -> PairLayout:
+    """SimCLR's layout of the normalised views (see the module docstring)."""
+    n = views.view0.shape[0]
+    anchors = views.stacked.flatten(0, 1)  # cat(out0, out1)
     if gather_distributed and dist.world_size() > 1:
         rank = dist.rank()
         candidates = torch.cat(
-            [torch.cat(dist.gather(out0), 0), torch.cat(dist.gather(out1), 0)], 0
+            [torch.cat(dist.gather(views.view0), 0), torch.cat(dist.gather(views.view1), 0)], 0
         )
     else:
         rank = 0
         candidates = anchors
     m = candidates.shape[0] // 2  # samples over all ranks
-    # Column of each anchor itself and of its positive, built on the anchors' device.
-    rows = torch.arange(2 * n, device=out0.device)
-    local = rows % n + rank * n
-    self_col = torch.where(rows < n, local, local + m)
-    pos_col = torch.where(rows < n, local + m, local)
+    self_col, pos_col = _in_batch_columns(n, m, rank, anchors.device)
     # s(out0_i, out1_i) is the positive of both anchors (elementwise products commute).
-    exact = _exact_dot(out0, out1).repeat(2)
-    positive = exact.to(out0.dtype)
+    exact = views.positive_exact().repeat(2)
+    positive = exact.to(anchors.dtype)
     return PairLayout(anchors, candidates, positive, self_col, pos_col, 2 * m - 2, exact)
+
+
+@functools.lru_cache(maxsize=16)
+def _in_batch_columns(n: int, m: int, rank: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The candidate column of each of the 2n anchors itself and of its positive, for rank
+    ``rank`` of ``m`` samples in all. The same for every batch of a shape, so built once per
+    shape and device (building them took a tenth of a loss step's operations). Never written
+    to; built outside inference mode, so that a first call from a validation loop gives
+    tensors that training can use."""
+    with torch.inference_mode(False):
+        rows = torch.arange(2 * n, device=device)
+        local = rows % n + rank * n
+        self_col = torch.where(rows < n, local, local + m)
+        pos_col = torch.where(rows < n, local + m, local)
+    return self_col, pos_col
 
 
 def _exact_dot(a: Tensor, b: Tensor) -> Tensor:
@@ -122,15 +158,16 @@ def _exact_dot(a: Tensor, b: Tensor) -> Tensor:
     return (a.double() * b.double()).sum(dim=1)
 
 
-def memory_bank_layout(out0: Tensor, out1: Tensor, bank: Tensor) -> PairLayout:
-    """MoCo's layout of normalised ``out0``, ``out1`` against ``bank`` ``(entries, dim)``."""
+def memory_bank_layout(views: NormalizedViews, bank: Tensor) -> PairLayout:
+    """MoCo's layout of the normalised views against ``bank`` ``(entries, dim)``."""
+    out0 = views.view0
     if bank.shape[1] != out0.shape[1]:
         raise ValueError(
             f"memory_bank_size={tuple(bank.shape)} stores {bank.shape[1]}-d entries but the "
             f"embeddings are {out0.shape[1]}-d: use memory_bank_size="
             f"({bank.shape[0]}, {out0.shape[1]})"
         )
-    exact = _exact_dot(out0, out1)
+    exact = views.positive_exact()
     return PairLayout(out0, bank, exact.to(out0.dtype), None, None, bank.shape[0], exact)
 
 
@@ -172,15 +209,15 @@ def observe_similarities(
     loss's update, and never written. With ``gather_distributed`` under DDP this gathers
     from every rank (a collective: every rank must call it). float32, detached.
     """
-    out0, out1 = normalized(out0.detach().float(), out1.detach().float())
+    views = normalized(out0.detach().float(), out1.detach().float())
     sample_bank = getattr(loss, "sample_memory_bank", None)
     if sample_bank is not None:
-        layout = sample_bank_layout(out0, sample_bank, indices)
+        layout = sample_bank_layout(views.view0, sample_bank, indices)
     elif uses_memory_bank(loss):
-        bank = loss.memory_bank.bank.detach().to(device=out0.device, dtype=out0.dtype)
-        layout = memory_bank_layout(out0, out1, bank)
+        bank = loss.memory_bank.bank.detach().to(device=views.stacked.device, dtype=torch.float32)
+        layout = memory_bank_layout(views, bank)
     else:
-        layout = in_batch_layout(out0, out1, bool(getattr(loss, "gather_distributed", False)))
+        layout = in_batch_layout(views, bool(getattr(loss, "gather_distributed", False)))
     temperature = loss.temperature
     if isinstance(temperature, TemperaturePolicy):
         # The τ of each anchor for this call, read without changing the policy.

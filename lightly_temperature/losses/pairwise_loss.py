@@ -196,7 +196,8 @@ class PairwiseLoss(nn.Module):
             return per_anchor.mean()
 
     def _layout(self, out0: Tensor, out1: Tensor, indices: Tensor | None = None) -> PairLayout:
-        out0, out1 = normalized(out0, out1)
+        views = normalized(out0, out1)
+        out0, out1 = views.view0, views.view1
         sample_bank = self.sample_memory_bank
         if sample_bank is not None:
             sample_bank.check_embeddings(out0)
@@ -206,10 +207,10 @@ class PairwiseLoss(nn.Module):
                 sample_bank.update(out1, layout.pos_col, self.gather_distributed)
             return layout
         if not self.uses_memory_bank:
-            return in_batch_layout(out0, out1, self.gather_distributed)
+            return in_batch_layout(views, self.gather_distributed)
         # The bank as it was before this call (a copy: the update below writes in place).
         _, bank = self.memory_bank(out1, update=out0.requires_grad)
-        return memory_bank_layout(out0, out1, bank.to(device=out0.device, dtype=out0.dtype))
+        return memory_bank_layout(views, bank.to(device=out0.device, dtype=out0.dtype))
 
     def similarities(
         self, out0: Tensor, out1: Tensor, indices: Tensor | None = None

@@ -12,7 +12,7 @@ the one autograd node that multiplies anchors and candidates and reduces each ro
   class prior τ⁺, clamped at ``N e^{-1/τ}``; τ is a softmax temperature.
 
 Example:
-    >>> layout = in_batch_layout(*normalized(out0, out1), gather_distributed=False)
+    >>> layout = in_batch_layout(normalized(out0, out1), gather_distributed=False)
     >>> per_anchor = LogSumExpReduction()(layout, k=None, temperature=0.5)  # (2N,)
 """
 
