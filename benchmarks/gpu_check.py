@@ -1,7 +1,7 @@
 """One run on one CUDA GPU that checks what a CPU cannot: no host synchronisation per training
 step, and the losses' and metrics' time and memory against their references on the device.
 
-Four parts, each printed as a markdown table for docs/benchmarks.md:
+Five parts, each printed as markdown tables for docs/benchmarks.md:
 
 (a) training: the ready ``SimCLR`` and ``MoCo`` modules (ResNet-18 with the 32x32 stem,
     ``HardContrastiveLoss`` over the top K) train a few hundred steps in ``bf16-mixed`` on
@@ -22,6 +22,9 @@ Four parts, each printed as a markdown table for docs/benchmarks.md:
     against the same code on the CPU and against float64 formulas (values and gradients),
     and each loss's value with bf16 inputs under autocast. A row beyond a relative error of
     1e-4 says FAILED and the exit status is 1.
+(e) pieces: the pieces of a loss step (products, passes, three forms of the backward, the
+    selection of K) and of the top-10 negatives, each timed alone (``step_pieces.py``): where
+    the time of (b) and (c) goes.
 
 ``--dry-run`` runs the same code paths on the CPU at toy sizes (the sync-debug mode, which
 needs CUDA, is the one thing skipped; the guarded regions are entered as on the GPU): that is
@@ -78,6 +81,9 @@ from bench_losses import (  # noqa: E402
 from bench_metrics import EXACT_METRICS, float64_references, make_data, metric_values  # noqa: E402
 from bench_metrics import FLOOR as METRICS_FLOOR  # noqa: E402
 from bench_metrics import floor_step as metrics_floor_step  # noqa: E402
+from step_pieces import DRY as DRY_PIECES  # noqa: E402
+from step_pieces import REAL as REAL_PIECES  # noqa: E402
+from step_pieces import report as pieces_report  # noqa: E402
 from lightly.loss import NTXentLoss  # noqa: E402
 
 from lightly_temperature import (  # noqa: E402
@@ -607,13 +613,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=None, help="Lightning logs (default: temp)")
     parser.add_argument(
         "--parts",
-        default="abcd",
-        help="which parts to run, e.g. 'bd' (default: all four; a skipped part's table is empty)",
+        default="abcde",
+        help="which parts to run, e.g. 'bd' (default: all five; a skipped part's table is empty)",
     )
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.parts) - set("abcd"))
+    unknown = sorted(set(args.parts) - set("abcde"))
     if unknown or not args.parts:
-        parser.error(f"--parts {args.parts!r}: letters among a, b, c and d")
+        parser.error(f"--parts {args.parts!r}: letters among a, b, c, d and e")
     if args.dry_run:
         device, sizes = torch.device("cpu"), DRY
     elif torch.cuda.is_available():
@@ -636,6 +642,9 @@ def main(argv: list[str] | None = None) -> int:
         metric_rows = metrics_part(device, sizes)
     if "d" in args.parts:
         exact_rows = exact_part(device, sizes)
+    pieces = "(not run)"
+    if "e" in args.parts:
+        pieces = pieces_report(device, DRY_PIECES if args.dry_run else REAL_PIECES)
     elapsed = time.perf_counter() - started
     guard = (
         "raises on a deliberate `.item()`, checked before training"
@@ -700,6 +709,9 @@ def main(argv: list[str] | None = None) -> int:
                 ],
                 exact_rows,
             ),
+            "(e) The pieces of a loss step and of the top-10 negatives, each timed alone "
+            "(benchmarks/step_pieces.py).",
+            pieces,
             f"Total {elapsed:.0f} s (limit {TIME_LIMIT_S} s).",
         ]
     )

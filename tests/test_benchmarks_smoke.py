@@ -254,3 +254,22 @@ def test_gpu_check_exactness_fails_rows_beyond_the_tolerance(monkeypatch, capsys
     assert "FAILED: values on the device off their references: SimCLR HardContrastive(None)" in (
         capsys.readouterr().out
     )
+
+
+def test_step_pieces_dry_run_times_every_piece(tmp_path, capsys):
+    script = load_script(BENCHMARKS / "step_pieces.py")
+    output = tmp_path / "pieces.md"
+    assert script.main(["--dry-run", "--output", str(output)]) == 0
+    text = output.read_text()
+    assert text == capsys.readouterr().out
+    assert "| piece | A = 32 | A = 64 |" in text
+    for piece in (
+        "| backward, two products: `E Z` and `Eᵀ Z` |",
+        "| `topk` of K = 15 |",
+        "| HardContrastive(K), wall clock per step, back to back |",
+        "| 128 | maxima of runs of 32 consecutive entries |",
+    ):
+        assert piece in text
+    timed = [line.split("|")[-2].strip() for line in text.splitlines() if line.startswith("| ")]
+    timed = [cell for cell in timed if cell[:1].isdigit()]
+    assert len(timed) == 12 + 11 + 12 and all(float(cell) > 0 for cell in timed)
