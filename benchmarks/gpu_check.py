@@ -81,10 +81,10 @@ from bench_losses import (  # noqa: E402
 from bench_metrics import EXACT_METRICS, float64_references, make_data, metric_values  # noqa: E402
 from bench_metrics import FLOOR as METRICS_FLOOR  # noqa: E402
 from bench_metrics import floor_step as metrics_floor_step  # noqa: E402
+from lightly.loss import NTXentLoss  # noqa: E402
 from step_pieces import DRY as DRY_PIECES  # noqa: E402
 from step_pieces import REAL as REAL_PIECES  # noqa: E402
 from step_pieces import report as pieces_report  # noqa: E402
-from lightly.loss import NTXentLoss  # noqa: E402
 
 from lightly_temperature import (  # noqa: E402
     DebiasedContrastiveLoss,
