@@ -131,6 +131,16 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     return "\n".join(lines)
 
 
+def gpu_script_device(parser: argparse.ArgumentParser, dry_run: bool) -> torch.device:
+    """The device of a GPU script: CUDA, or the CPU for its ``--dry-run`` (toy sizes); without
+    CUDA and without ``--dry-run``, a usage error (exit 2) before anything runs."""
+    if dry_run:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        parser.error("no CUDA device: run on a GPU, or pass --dry-run")
+    return torch.device("cuda")
+
+
 def command_line() -> str:
     return "python " + " ".join([os.path.relpath(sys.argv[0], REPO_ROOT)] + sys.argv[1:])
 

@@ -60,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
+    gpu_script_device,
     machine_description,
     markdown_table,
     median,
@@ -620,12 +621,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.parts) - set("abcde"))
     if unknown or not args.parts:
         parser.error(f"--parts {args.parts!r}: letters among a, b, c, d and e")
-    if args.dry_run:
-        device, sizes = torch.device("cpu"), DRY
-    elif torch.cuda.is_available():
-        device, sizes = torch.device("cuda"), REAL
-    else:
-        parser.error("no CUDA device: run on a GPU, or pass --dry-run")
+    device = gpu_script_device(parser, args.dry_run)
+    sizes = DRY if args.dry_run else REAL
     started = time.perf_counter()
     print(f"machine: {machine_description(device)}", flush=True)
     effective = guard_is_effective(device)

@@ -42,7 +42,12 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_description, markdown_table, synchronize  # noqa: E402
+from _common import (  # noqa: E402
+    gpu_script_device,
+    machine_description,
+    markdown_table,
+    synchronize,
+)
 from bench_losses import (  # noqa: E402
     HARD,
     PLAIN,
@@ -251,13 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="CPU, toy sizes (the smoke test)")
     parser.add_argument("--output", type=Path, default=None, help="also write the tables here")
     args = parser.parse_args(argv)
-    if args.dry_run:
-        device, sizes = torch.device("cpu"), DRY
-    elif torch.cuda.is_available():
-        device, sizes = torch.device("cuda"), REAL
-    else:
-        parser.error("no CUDA device: run on a GPU, or pass --dry-run")
-    text = report(device, sizes)
+    device = gpu_script_device(parser, args.dry_run)
+    text = report(device, DRY if args.dry_run else REAL)
     print(text)
     if args.output is not None:
         args.output.write_text(text + "\n")
