@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -46,7 +45,9 @@ from _common import (  # noqa: E402
     gpu_script_device,
     machine_description,
     markdown_table,
+    median,
     synchronize,
+    time_interleaved,
 )
 from bench_losses import (  # noqa: E402
     HARD,
@@ -77,24 +78,22 @@ DRY = PieceSizes((32, 64), (8, 256, 15), 300, (64, 128), 2)
 
 
 def time_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 3) -> float:
-    """Median milliseconds of one call, each call timed alone."""
+    """Median milliseconds of one call, each call timed alone: with CUDA events on a GPU, by
+    ``_common.time_interleaved`` (one function: each call alone) elsewhere."""
+    if device.type != "cuda":
+        return median(time_interleaved({"piece": fn}, repeats, warmup, device)["piece"]) * 1e3
     for _ in range(warmup):
         fn()
     synchronize(device)
     samples = []
     for _ in range(repeats):
-        if device.type == "cuda":
-            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            stop.record()
-            torch.cuda.synchronize(device)
-            samples.append(start.elapsed_time(stop))
-        else:
-            begin = time.perf_counter()
-            fn()
-            samples.append((time.perf_counter() - begin) * 1e3)
-    return statistics.median(samples)
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        stop.record()
+        torch.cuda.synchronize(device)
+        samples.append(start.elapsed_time(stop))
+    return median(samples)
 
 
 def wall_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 3) -> float:

@@ -95,7 +95,9 @@ class NormalizedViews(NamedTuple):
     Attributes:
         stacked: ``(2, N, d)``: ``stacked[0]`` is ``out0`` normalised, ``stacked[1]`` ``out1``;
             ``stacked.flatten(0, 1)`` is SimCLR's anchors, ``cat(out0, out1)``, without a copy.
-        view0 / view1: ``stacked[0]`` and ``stacked[1]``.
+        view0 / view1: ``stacked[0]`` and ``stacked[1]``, taken once, so that every use of a
+            view shares one autograd node (a view taken per use adds a node and a backward
+            copy each time).
     """
 
     stacked: Tensor
