@@ -433,7 +433,8 @@ class _ReduceSimilarities(torch.autograd.Function):
         temperature: float | Tensor,
         symmetric: bool,
     ) -> Tensor:
-        logits = _scaled(query, temperature) @ candidates.T
+        scaled = _scaled(query, temperature)
+        logits = scaled @ candidates.T
         count = logits.shape[1]
         if excluded is not None:
             logits.scatter_(1, excluded, float("-inf"))
@@ -459,13 +460,14 @@ class _ReduceSimilarities(torch.autograd.Function):
         ctx.symmetric = symmetric
         ctx.temperature = temperature if not isinstance(temperature, Tensor) else None
         saved_temperature = temperature if isinstance(temperature, Tensor) else None
-        ctx.save_for_backward(query, candidates, weights, index, saved_temperature, sums)
+        # The scaled query is kept for the candidates' gradient (not divided again in backward).
+        ctx.save_for_backward(query, candidates, weights, index, saved_temperature, sums, scaled)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        query, candidates, weights, index, saved_temperature, sums = ctx.saved_tensors
+        query, candidates, weights, index, saved_temperature, sums, scaled = ctx.saved_tensors
         temperature = saved_temperature if saved_temperature is not None else ctx.temperature
         needs_query, needs_candidates = ctx.needs_input_grad[:2]
         needs_temperature = ctx.needs_input_grad[6]
@@ -500,7 +502,7 @@ class _ReduceSimilarities(torch.autograd.Function):
             if needs_temperature:
                 grad_temperature = -(grad_scaled * query).sum() / (temperature * temperature)
         if needs_candidates:
-            grad_candidates = unit.T @ (_scaled(query, temperature) * grad_row)
+            grad_candidates = unit.T @ (scaled * grad_row)
         return grad_query, grad_candidates, None, None, None, None, grad_temperature, None
 
 
