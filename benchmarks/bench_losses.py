@@ -11,6 +11,7 @@ Usage:
     python benchmarks/bench_losses.py --output docs/benchmarks.md   # and appends it there
     python benchmarks/bench_losses.py --quick      # smoke test: tiny sizes
     python benchmarks/bench_losses.py --threads 1 --repeats 15
+    python benchmarks/bench_losses.py --only simclr --batches 2048 4096   # larger SimCLR batches
 """
 
 from __future__ import annotations
@@ -204,7 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", choices=["simclr", "moco"], default=None, help="run one mode only"
     )
+    parser.add_argument(
+        "--batches",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="SimCLR batch sizes (default: 256 512 1024, and 4096 on CUDA)",
+    )
     args = parser.parse_args(argv)
+    if args.batches is not None and min(args.batches) < 2:
+        parser.error(f"--batches must be >= 2, got {min(args.batches)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -213,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         simclr_batches, moco_settings = QUICK_SIMCLR_BATCHES, [QUICK_MOCO]
         repeats = args.repeats or 2
     else:
-        simclr_batches = SIMCLR_BATCHES + ([4096] if device.type == "cuda" else [])
+        simclr_batches = args.batches or (
+            SIMCLR_BATCHES + ([4096] if device.type == "cuda" else [])
+        )
         moco_settings = [MOCO, MOCO_LARGE_BATCH]
         repeats = args.repeats or 11
     configs = []
