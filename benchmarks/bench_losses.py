@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dim = DIM
     if args.quick:
-        simclr_batches, moco_settings = QUICK_SIMCLR_BATCHES, [QUICK_MOCO]
+        simclr_batches, moco_settings = args.batches or QUICK_SIMCLR_BATCHES, [QUICK_MOCO]
         repeats = args.repeats or 2
     else:
         simclr_batches = args.batches or (

@@ -46,6 +46,20 @@ def test_bench_losses_quick_prints_table_and_verdicts(run_quick):
     assert out.count("the same loss with a number") == 4
 
 
+def test_bench_losses_runs_the_simclr_batches_asked_for(run_quick):
+    out = run_quick("bench_losses", "--only", "simclr", "--batches", "24", "40")
+    rows = [line for line in out.splitlines() if line.startswith("| SimCLR N=")]
+    settings = {row.split(" | ")[0].lstrip("| ") for row in rows}
+    assert settings == {"SimCLR N=24", "SimCLR N=40"}
+
+
+def test_bench_losses_rejects_a_batch_below_two(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_script(BENCHMARKS / "bench_losses.py").main(["--batches", "64", "1"])
+    assert exit_info.value.code == 2
+    assert "--batches must be >= 2, got 1" in capsys.readouterr().err
+
+
 def test_bench_memory_quick_measures_each_loss_in_a_fresh_process(run_quick):
     out = run_quick("bench_memory")
     assert "| setting | loss | peak RSS MiB (median) |" in out
