@@ -460,7 +460,11 @@ class _ReduceSimilarities(torch.autograd.Function):
         ctx.symmetric = symmetric
         ctx.temperature = temperature if not isinstance(temperature, Tensor) else None
         saved_temperature = temperature if isinstance(temperature, Tensor) else None
-        # The scaled query is kept for the candidates' gradient (not divided again in backward).
+        # The scaled query is kept for the candidates' gradient of the two-product backward (not
+        # divided again there); the one-product paths do not read it.
+        one_product = symmetric and (index is not None or sums is not None)
+        if one_product or not ctx.needs_input_grad[1]:
+            scaled = None
         ctx.save_for_backward(query, candidates, weights, index, saved_temperature, sums, scaled)
         return out
 
