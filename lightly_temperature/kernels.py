@@ -74,14 +74,15 @@ def top_k_indices(values: Tensor, k: int) -> Tensor:
     selection. Elsewhere (CUDA), ``torch.topk``. Not differentiable: gather the values with
     ``values.gather(1, index)`` for a gradient that is exactly zero outside the top k.
     """
-    if not _selected_by_numpy(values):
+    if not _host_full_precision(values):
         return values.topk(k, dim=1, sorted=False).indices
     return _select_in_chunks(values, k, _top_k_rows)
 
 
-def _selected_by_numpy(values: Tensor) -> bool:
-    """The CPU selections run in NumPy on float32 and float64 CPU tensors; ``torch.topk``
-    serves the others (CUDA, half precision)."""
+def _host_full_precision(values: Tensor) -> bool:
+    """A float32 or float64 CPU tensor: what the host paths need. The CPU selections run in
+    NumPy on these (``torch.topk`` serves CUDA and half precision); the one-shift path reads a
+    value back (CPU only) and its allowed spread would underflow in float16."""
     return on_host(values) and values.dtype in (torch.float32, torch.float64)
 
 
@@ -170,7 +171,7 @@ def _top_k_rows(chunk: np.ndarray, k: int) -> np.ndarray:
 def bottom_k_indices(values: Tensor, k: int) -> Tensor:
     """Column indices ``(A, k)`` of the ``k`` smallest entries of each row, in no order (the
     selection of :func:`top_k_indices`, from the other end)."""
-    if not _selected_by_numpy(values):
+    if not _host_full_precision(values):
         return values.topk(k, dim=1, largest=False, sorted=False).indices
     return _select_in_chunks(
         values, k, lambda chunk, k: np.argpartition(chunk, k - 1, axis=1)[:, :k]
@@ -184,7 +185,7 @@ def top_k_values(values: Tensor, k: int) -> Tensor:
     CPU (values only: no index pairs, SIMD accelerated), ``torch.topk`` elsewhere.
     """
     n = values.shape[1]
-    if not _selected_by_numpy(values):
+    if not _host_full_precision(values):
         return values.topk(k, dim=1, sorted=False).values
     array = values.detach().contiguous().numpy()
     return torch.from_numpy(np.partition(array, n - k, axis=1)[:, n - k :].copy())
@@ -363,12 +364,6 @@ _GRADIENT_BLOCK_ELEMENTS = 1 << 16
 _SHARED_SHIFT_SPREAD = 60.0
 
 
-def _shares_one_shift(logits: Tensor) -> bool:
-    """The one-shift path runs on CPU tensors (its check reads a value back) of float32 or
-    float64 (the spread it allows would underflow in float16)."""
-    return on_host(logits) and logits.dtype in (torch.float32, torch.float64)
-
-
 def _mirrored(excluded: Tensor | None, size: int) -> bool:
     """Whether the excluded entries ``(i, excluded[i, e])`` of a square matrix are the same
     set as their transposes (SimCLR's: each anchor itself and its positive pair)."""
@@ -444,7 +439,7 @@ class _ReduceSimilarities(torch.autograd.Function):
             symmetric
             and k is None
             and kind == LOGSUMEXP
-            and _shares_one_shift(logits)
+            and _host_full_precision(logits)
             and _mirrored(excluded, logits.shape[1])
         ):
             shared = _shared_shift_logsumexp(logits)
@@ -457,13 +452,13 @@ class _ReduceSimilarities(torch.autograd.Function):
         # The top-K path is done with the (A, C) logits: backward fills its zeros into them
         # (once; a second backward, with retain_graph, allocates new ones).
         ctx.workspace = logits if index is not None else None
-        ctx.symmetric = symmetric
         ctx.temperature = temperature if not isinstance(temperature, Tensor) else None
         saved_temperature = temperature if isinstance(temperature, Tensor) else None
-        # The scaled query is kept for the candidates' gradient of the two-product backward (not
-        # divided again there); the one-product paths do not read it.
-        one_product = symmetric and (index is not None or sums is not None)
-        if one_product or not ctx.needs_input_grad[1]:
+        # SimCLR on one device over the top K, or over all columns with one shift: the backward
+        # is one product of G + G^T with the query. The two-product backward reads the scaled
+        # query for the candidates' gradient (not divided by tau again); the others do not.
+        ctx.one_product = symmetric and (index is not None or sums is not None)
+        if ctx.one_product or not ctx.needs_input_grad[1]:
             scaled = None
         ctx.save_for_backward(query, candidates, weights, index, saved_temperature, sums, scaled)
         return out
@@ -478,7 +473,7 @@ class _ReduceSimilarities(torch.autograd.Function):
         grad_query = grad_candidates = grad_temperature = None
         grad_row = grad_out.unsqueeze(1)
         workspace, ctx.workspace = ctx.workspace, None
-        if ctx.symmetric and (index is not None or sums is not None):
+        if ctx.one_product:
             # L = Z Z^T / tau: dZ = (G + G^T) Z / tau, one product. Over all columns G + G^T
             # comes from the exponentials with one shift; over the top K it is built by
             # scattering the A K entries twice (by row, by column) into the zeros that the
